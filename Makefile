@@ -1,0 +1,30 @@
+# The README's two commands: `make report` (the main job) and `make test` (the whole suite).
+# Both create or refresh .venv from constraints.txt when pyproject.toml or constraints.txt changed.
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+# The CPU build of torch 2.13.0 lies in /opt/wheels on these machines; elsewhere pip uses its index.
+FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
+OUT ?= report
+
+.PHONY: report test check bench venv clean
+venv: $(VENV)/.installed
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet $(FIND_LINKS) -c constraints.txt -e '.[test,bench]'
+	touch $@
+
+report: venv
+	$(PY) -m compare report --out $(OUT)
+
+test: venv
+	$(PY) -m pytest -q
+
+check: venv
+	$(PY) -m compare check
+
+bench: venv
+	$(PY) benchmarks/bench.py
+
+clean:
+	rm -rf $(VENV) report

@@ -1,0 +1,133 @@
+"""Activations and output functions, each f next to its f' (the lecture's table).
+
+Conventions (identical to torch.nn, so the two implementations can agree to the last bits):
+- ``fprime(z, fz)`` takes z and the already computed f(z), so sigmoid' = f(1-f) costs no exp.
+- At the kinks: ReLU'(0) = 0, LeakyReLU'(0) = gamma, ELU'(0) = gamma (torch's choice).
+- softplus is linear above z = 20, as ``torch.nn.Softplus(threshold=20)``: there log(1+e^z) and z
+  differ by less than 2.1e-9, and f' = 1 instead of sigmoid(z).
+- No overflow/invalid warnings at |z| = 1000 in float64 (80 in float32): no exp of a large
+  positive number is ever taken. Every result keeps the dtype of z (Python-float constants only).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+SOFTPLUS_THRESHOLD = 20.0  # torch.nn.Softplus default
+
+
+@dataclass(frozen=True)
+class Activation:
+    name: str
+    f: Callable[[np.ndarray], np.ndarray]
+    fprime: Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+# logistic: 1/(1+e^-z) written as exp(-log(1+e^-z)), which never overflows.  f' = f(1-f)
+def sigmoid(z):
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+def sigmoid_prime(z, fz):
+    return fz * (1.0 - fz)
+
+
+# tanh.  f' = 1 - f^2
+def tanh(z):
+    return np.tanh(z)
+
+
+def tanh_prime(z, fz):
+    return 1.0 - fz * fz
+
+
+# ReLU: max(0, z).  f' = I(z > 0)
+def relu(z):
+    return np.maximum(z, 0.0)
+
+
+def relu_prime(z, fz):
+    return (z > 0).astype(z.dtype)
+
+
+# LeakyReLU(gamma): max(0, z) + gamma min(0, z).  f' = 1 if z > 0 else gamma
+def leaky_relu(z, gamma=0.01):
+    return np.where(z > 0, z, gamma * z)
+
+
+def leaky_relu_prime(z, fz, gamma=0.01):
+    return np.where(z > 0, z.dtype.type(1.0), z.dtype.type(gamma))
+
+
+# ELU(gamma): z if z > 0 else gamma (e^z - 1).  f' = 1 if z > 0 else gamma e^z
+def elu(z, gamma=1.0):
+    return np.where(z > 0, z, gamma * np.expm1(np.minimum(z, 0.0)))
+
+
+def elu_prime(z, fz, gamma=1.0):
+    return np.where(z > 0, 1.0, gamma * np.exp(np.minimum(z, 0.0)))
+
+
+# softplus: log(1 + e^z) (linear above the threshold, as torch).  f' = 1/(1+e^-z) = sigmoid(z)
+def softplus(z):
+    return np.where(z > SOFTPLUS_THRESHOLD, z, np.log1p(np.exp(np.minimum(z, SOFTPLUS_THRESHOLD))))
+
+
+def softplus_prime(z, fz):
+    return np.where(z > SOFTPLUS_THRESHOLD, 1.0, sigmoid(z))
+
+
+# Output layer.  softmax is not element-wise: its "f'" is the Jacobian-vector product
+# delta = J^T g = a * (g - sum_j g_j a_j), so every output's fprime here is (z, a, g) -> delta^L.
+def softmax(z):
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_backprop(z, a, g):
+    return a * (g - (g * a).sum(axis=1, keepdims=True))
+
+
+def identity(z):
+    return z
+
+
+def identity_backprop(z, a, g):
+    return g
+
+
+def sigmoid_backprop(z, a, g):
+    return sigmoid_prime(z, a) * g
+
+
+def hidden_activation(name: str, gamma: float | None = None) -> Activation:
+    """The hidden-layer activation called ``name``; ``gamma`` for leaky_relu (0.01) and elu (1.0)."""
+    if name not in HIDDEN:
+        raise ValueError(f"activation={name!r} is not known; expected one of {sorted(HIDDEN)}")
+    if gamma is not None and name not in ("leaky_relu", "elu"):
+        raise ValueError(f"gamma is only a parameter of leaky_relu and elu, not of activation={name!r}")
+    f, fprime = HIDDEN[name]
+    if name in ("leaky_relu", "elu"):
+        g = float(DEFAULT_GAMMA[name] if gamma is None else gamma)
+        return Activation(name, lambda z: f(z, g), lambda z, fz: fprime(z, fz, g))
+    return Activation(name, f, fprime)
+
+
+HIDDEN = {
+    "sigmoid": (sigmoid, sigmoid_prime),
+    "tanh": (tanh, tanh_prime),
+    "relu": (relu, relu_prime),
+    "leaky_relu": (leaky_relu, leaky_relu_prime),
+    "elu": (elu, elu_prime),
+    "softplus": (softplus, softplus_prime),
+}
+DEFAULT_GAMMA = {"leaky_relu": 0.01, "elu": 1.0}
+
+# output name -> (f, backprop(z, a, dC/da) -> delta^L)
+OUTPUTS = {
+    "softmax": (softmax, softmax_backprop),
+    "sigmoid": (sigmoid, sigmoid_backprop),
+    "identity": (identity, identity_backprop),
+}

@@ -1,0 +1,77 @@
+"""Losses C(a^L, y), each value next to its gradient dC/da^L.  Reduction = mean, exactly as torch.
+
+``y`` holds integer class indices 0..C-1 and ``Y`` is its one-hot matrix (same dtype as a^L).
+- cross_entropy: torch.nn.CrossEntropyLoss on z^L = mean_i [log sum_j e^{z_ij} - z_{i,y_i}]
+  (= -log softmax(z^L)_y).  Only with a softmax output; its delta^L = (a^L - Y)/n directly.
+- mse:   torch.nn.MSELoss(a^L, Y)  = sum (a - Y)^2 / (n C)   ->  dC/da = 2 (a - Y) / (n C)
+- l1:    torch.nn.L1Loss(a^L, Y)   = sum |a - Y|  / (n C)    ->  dC/da = sign(a - Y) / (n C)
+- hinge: torch.nn.MultiMarginLoss(a^L, y), p = 1, margin = 1:
+         (1/n) sum_i (1/C) sum_{j != y_i} max(0, 1 - a_{i,y_i} + a_ij)
+         ->  dC/da_ij = [margin_ij > 0]/(nC) for j != y_i, and dC/da_{i,y_i} = -(count of those)/(nC)
+"""
+from __future__ import annotations
+
+import numpy as np
+
+
+def one_hot(y: np.ndarray, n_classes: int, dtype) -> np.ndarray:
+    Y = np.zeros((y.shape[0], n_classes), dtype=dtype)
+    Y[np.arange(y.shape[0]), y] = 1
+    return Y
+
+
+def cross_entropy(z, a, Y, y):
+    zmax = z.max(axis=1, keepdims=True)
+    logsumexp = np.log(np.exp(z - zmax).sum(axis=1)) + zmax[:, 0]
+    return float(np.mean(logsumexp - z[np.arange(z.shape[0]), y]))
+
+
+def cross_entropy_delta(z, a, Y, y):  # softmax and cross-entropy fused: dC/dz^L
+    return (a - Y) / z.shape[0]
+
+
+def mse(z, a, Y, y):
+    return float(np.mean((a - Y) ** 2))
+
+
+def mse_grad(a, Y, y):
+    return (2.0 / a.size) * (a - Y)
+
+
+def l1(z, a, Y, y):
+    return float(np.mean(np.abs(a - Y)))
+
+
+def l1_grad(a, Y, y):
+    return np.sign(a - Y) / a.size
+
+
+def _margins(a, y):
+    rows = np.arange(a.shape[0])
+    m = 1.0 - a[rows, y][:, None] + a
+    m[rows, y] = 0.0  # the true class is not summed over
+    return m
+
+
+def hinge(z, a, Y, y):
+    return float(np.maximum(_margins(a, y), 0.0).sum() / a.size)
+
+
+def hinge_grad(a, Y, y):
+    g = (_margins(a, y) > 0).astype(a.dtype)
+    g[np.arange(a.shape[0]), y] = -g.sum(axis=1)
+    return g / a.size
+
+
+# name -> (value(z, a, Y, y), dC/da^L (a, Y, y)); cross_entropy's second entry gives delta^L itself
+LOSSES = {
+    "cross_entropy": (cross_entropy, cross_entropy_delta),
+    "mse": (mse, mse_grad),
+    "l1": (l1, l1_grad),
+    "hinge": (hinge, hinge_grad),
+}
+
+
+def error_rate(a: np.ndarray, y: np.ndarray) -> float:
+    """The 0-1 loss averaged: the fraction of rows whose arg-max is not the label."""
+    return float(np.mean(a.argmax(axis=1) != y))

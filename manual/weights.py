@@ -1,0 +1,159 @@
+"""Shared weights: plain named arrays W1, b1, ..., WL, bL; their checks, initialisation and files.
+
+Layout (the lecture's BP layout, identical to torch.nn.Linear.weight/bias):
+    W^l has shape (n_l, n_{l-1}), b^l has shape (n_l,), so z^l = W^l a^{l-1} + b^l.
+All tensors share one float dtype (float32 or float64), which is the dtype of all computation.
+Files are safetensors only: nothing is ever unpickled.
+"""
+from __future__ import annotations
+
+import os
+import re
+import tempfile
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+INIT_SCHEMES = ("torch", "xavier", "he")
+_NAME = re.compile(r"^([Wb])([1-9][0-9]*)$")
+
+
+class WeightsError(ValueError):
+    """Shared weights that are missing, unexpected, mis-shaped, of the wrong dtype or not finite."""
+
+
+def parse_dtype(dtype) -> np.dtype:
+    try:
+        dt = np.dtype(dtype)
+    except TypeError:
+        dt = None
+    if dt not in FLOAT_DTYPES:
+        raise TypeError(f"dtype={dtype!r} is not supported; expected float32 or float64")
+    return dt
+
+
+def check_weights(weights: Mapping[str, np.ndarray]) -> list[int]:
+    """Validate a shared-weights mapping and return the layer sizes [n_0, n_1, ..., n_L]."""
+    if not isinstance(weights, Mapping):
+        raise TypeError(f"weights must be a mapping of names W1, b1, ... to arrays, got {type(weights).__name__}")
+    bad = sorted(k for k in weights if not (isinstance(k, str) and _NAME.match(k)))
+    if bad:
+        raise WeightsError(f"unexpected tensor name(s) {bad}; expected only W1, b1, ..., WL, bL")
+    L = max((int(_NAME.match(k).group(2)) for k in weights), default=0)
+    if L == 0:
+        raise WeightsError("weights is empty; expected W1, b1, ..., WL, bL")
+    missing = [f"{p}{l}" for l in range(1, L + 1) for p in "Wb" if f"{p}{l}" not in weights]
+    if missing:
+        raise WeightsError(f"missing tensor(s) {missing} for a {L}-layer network; expected W1, b1, ..., W{L}, b{L}")
+    dtypes = {}
+    for name in weights:
+        arr = weights[name]
+        if not isinstance(arr, np.ndarray):
+            raise TypeError(f"tensor {name} must be a numpy.ndarray, got {type(arr).__name__}")
+        if arr.dtype not in FLOAT_DTYPES:
+            raise TypeError(f"tensor {name} has dtype {arr.dtype}; expected float32 or float64")
+        dtypes[name] = arr.dtype
+    if len(set(dtypes.values())) > 1:
+        raise TypeError(f"mixed dtypes in weights: {dtypes}; all tensors must share one dtype")
+    sizes = []
+    for l in range(1, L + 1):
+        W, b = weights[f"W{l}"], weights[f"b{l}"]
+        if W.ndim != 2:
+            raise WeightsError(f"tensor W{l} must be 2-D (n_{l}, n_{l - 1}), got shape {W.shape}")
+        if not sizes:
+            sizes.append(W.shape[1])
+        if W.shape[1] != sizes[-1]:
+            raise WeightsError(
+                f"tensor W{l} has shape {W.shape}; expected ({W.shape[0]}, {sizes[-1]}) "
+                f"to follow W{l - 1} of shape {weights[f'W{l - 1}'].shape}")
+        if b.shape != (W.shape[0],):
+            raise WeightsError(f"tensor b{l} has shape {b.shape}; expected ({W.shape[0]},) to match W{l} {W.shape}")
+        if W.size == 0:
+            raise WeightsError(f"tensor W{l} has an empty shape {W.shape}")
+        sizes.append(W.shape[0])
+    for name, arr in weights.items():
+        if not np.isfinite(arr).all():
+            raise WeightsError(f"tensor {name} contains NaN or Inf")
+    return sizes
+
+
+def init_weights(sizes, scheme: str = "torch", seed: int = 0, dtype="float64") -> dict[str, np.ndarray]:
+    """Seeded initial weights for layer sizes [n_0, ..., n_L].
+
+    - ``torch``:  W, b ~ U(-1/sqrt(fan_in), 1/sqrt(fan_in)), torch.nn.Linear's default scheme
+    - ``xavier``: W ~ U(-sqrt(6/(fan_in+fan_out)), +...), b = 0 (Glorot uniform)
+    - ``he``:     W ~ N(0, 2/fan_in), b = 0 (Kaiming normal, fan_in)
+    Drawn in float64 from numpy's PCG64 with ``seed``, then rounded to ``dtype``: a float32 net
+    starts from the rounded float64 weights of the same seed.
+    """
+    dt = parse_dtype(dtype)
+    if scheme not in INIT_SCHEMES:
+        raise ValueError(f"scheme={scheme!r} is not known; expected one of {list(INIT_SCHEMES)}")
+    sizes = [int(n) for n in sizes]
+    if len(sizes) < 2 or min(sizes) < 1:
+        raise ValueError(f"sizes={sizes} must list at least an input and an output size, each >= 1")
+    rng = np.random.default_rng(seed)
+    weights = {}
+    for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+        if scheme == "torch":
+            bound = 1.0 / np.sqrt(fan_in)
+            W = rng.uniform(-bound, bound, (fan_out, fan_in))
+            b = rng.uniform(-bound, bound, fan_out)
+        elif scheme == "xavier":
+            bound = np.sqrt(6.0 / (fan_in + fan_out))
+            W, b = rng.uniform(-bound, bound, (fan_out, fan_in)), np.zeros(fan_out)
+        else:
+            W, b = rng.normal(0.0, np.sqrt(2.0 / fan_in), (fan_out, fan_in)), np.zeros(fan_out)
+        weights[f"W{l}"], weights[f"b{l}"] = W.astype(dt), b.astype(dt)
+    return weights
+
+
+def save_weights(path, weights: Mapping[str, np.ndarray], metadata: dict[str, str] | None = None) -> Path:
+    """Write ``weights`` to a safetensors file atomically (temp file in the same folder, then rename)."""
+    from safetensors.numpy import save
+
+    check_weights(weights)
+    path = Path(path)
+    data = save({k: np.ascontiguousarray(v) for k, v in weights.items()}, metadata=metadata)
+    atomic_write_bytes(path, data)
+    return path
+
+
+def load_weights(path) -> dict[str, np.ndarray]:
+    """Read shared weights from a safetensors file; anything else is refused, never executed."""
+    from safetensors.numpy import load
+
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as e:
+        raise WeightsError(f"cannot read weights file {str(path)!r}: {e.strerror}") from None
+    if raw[:2] == b"\x80\x02" or raw[:1] == b"\x80" or raw[:2] == b"PK":
+        raise WeightsError(f"{str(path)!r} looks like a pickle/torch archive; weights are read only "
+                           "as safetensors (convert with torch.load(..., weights_only=True))")
+    try:
+        weights = load(raw)
+    except Exception as e:  # safetensors raises its own error types for corrupt/truncated headers
+        raise WeightsError(f"{str(path)!r} is not a valid safetensors file ({type(e).__name__}: {e})") from None
+    try:
+        check_weights(weights)
+    except (WeightsError, TypeError) as e:
+        raise WeightsError(f"{str(path)!r}: {e}") from None
+    return weights
+
+
+def atomic_write_bytes(path, data: bytes) -> None:
+    """Write ``data`` so that ``path`` is either its old self or complete, never half-written."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
