@@ -21,7 +21,7 @@ from typing import Callable
 
 import numpy as np
 
-from .losses import error_rate, one_hot
+from .losses import accuracy, error_rate, one_hot
 from .mlp import MLP
 from .optim import make_optimizer
 
@@ -126,10 +126,10 @@ def train(net: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, opt
                 callback(step, net, loss)
             step += 1
         hist.epochs_run = epoch
-        hist.train_accuracy.append(1.0 - error_rate(net._forward(X), y))
+        hist.train_accuracy.append(accuracy(net._forward(X), y))
         if X_val is not None:
             err = error_rate(net._forward(X_val), y_val)
-            hist.val_accuracy.append(1.0 - err)
+            hist.val_accuracy.append(accuracy(net.a[net.L], y_val))
             if patience is not None:
                 if err < best_err:
                     best_err, since_best, hist.best_epoch, hist.best_weights = err, 0, epoch, net.weights()
