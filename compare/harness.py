@@ -59,8 +59,10 @@ class Spec:
         manual.check_config(self.activation, self.output, self.loss)
         if self.optimizer not in manual.OPTIMIZERS:
             raise ValueError(f"optimizer={self.optimizer!r} is not known; expected one of {list(manual.OPTIMIZERS)}")
-        if not self.hidden or min(self.hidden) < 1:
-            raise ValueError(f"hidden={list(self.hidden)} must list at least one hidden size, each >= 1")
+        if self.hidden and min(self.hidden) < 1:
+            raise ValueError(f"hidden={list(self.hidden)}: every hidden layer size must be >= 1")
+        if self.dropout and not self.hidden:
+            raise ValueError("dropout needs at least one hidden layer (it applies to hidden layers only)")
         for name in ("lr",):
             v = getattr(self, name)
             if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
@@ -166,16 +168,17 @@ def _worst(a, b):
     return [int(k) for k in i], (float(a[i]) if d.size else None), (float(b[i]) if d.size else None)
 
 
-def check_tensor(name, layer, m, t, ref=None, step=None) -> TensorCheck:
-    """Compare manual ``m`` with torch ``t``; with a float64 ``ref`` (float32 runs) judge both against it."""
+def check_tensor(name, layer, m, t, ref=None, step=None, floor=0.0) -> TensorCheck:
+    """Compare manual ``m`` with torch ``t``; with a float64 ``ref`` (float32 runs) judge both against it.
+    ``floor``: the group's denominator floor (tolerances.GROUP_FLOOR)."""
     m, t = np.asarray(m), np.asarray(t)
     if ref is None:
-        max_abs, rel = tol.rel_error(m, t)
+        max_abs, rel = tol.rel_error(m, t, floor)
         allowed, torch_rel, mvt = tol.FLOAT64_RTOL, None, None
     else:
-        max_abs, rel = tol.rel_error(m, ref)
-        _, torch_rel = tol.rel_error(t, ref)
-        _, mvt = tol.rel_error(m, t)
+        max_abs, rel = tol.rel_error(m, ref, floor)
+        _, torch_rel = tol.rel_error(t, ref, floor)
+        _, mvt = tol.rel_error(m, t, floor)
         allowed = tol.float32_allowed(torch_rel) if math.isfinite(torch_rel) else 0.0
     index, mv, tv = _worst(m, t)
     ok = math.isfinite(rel) and rel <= allowed and (torch_rel is None or math.isfinite(torch_rel))
@@ -247,19 +250,23 @@ def _passes(spec: Spec, weights, data: Split, masks):
 def forward_and_gradient_sections(spec: Spec, weights, data: Split, masks) -> tuple[Section, Section]:
     m, t, r = _passes(spec, weights, data, masks)
     L = len(spec.sizes) - 1
+    b = r if r is not None else t  # what manual is measured against
     R = (lambda key, l=None: None if r is None else (r[key] if l is None else r[key][l]))
+    f_fwd = tol.group_floor(spec.dtype, *b["z"][1:], *b["a"][1:])
+    f_delta = tol.group_floor(spec.dtype, *b["delta"][1:])
+    f_grad = tol.group_floor(spec.dtype, *b["grads"].values())
     fwd = []
     for l in range(1, L + 1):
-        fwd.append(check_tensor(f"z{l}", l, m["z"][l], t["z"][l], R("z", l)))
-        fwd.append(check_tensor(f"a{l}", l, m["a"][l], t["a"][l], R("a", l)))
+        fwd.append(check_tensor(f"z{l}", l, m["z"][l], t["z"][l], R("z", l), floor=f_fwd))
+        fwd.append(check_tensor(f"a{l}", l, m["a"][l], t["a"][l], R("a", l), floor=f_fwd))
     fwd.append(check_tensor("loss", None, m["loss"], t["loss"], R("loss")))
     grad = []
     for l in range(L, 0, -1):
-        grad.append(check_tensor(f"delta{l}", l, m["delta"][l], t["delta"][l], R("delta", l)))
+        grad.append(check_tensor(f"delta{l}", l, m["delta"][l], t["delta"][l], R("delta", l), floor=f_delta))
         for p in "Wb":
             k = f"{p}{l}"
             grad.append(check_tensor(f"d{k}", l, m["grads"][k], t["grads"][k],
-                                     None if r is None else r["grads"][k]))
+                                     None if r is None else r["grads"][k], floor=f_grad))
     return _section("forward", fwd), _section("gradients", grad)
 
 
@@ -355,8 +362,9 @@ def run_torch(spec: Spec, weights, data: Split, order, masks: MaskSource | None,
     w = {k: v.astype(dt) for k, v in weights.items()}
     model = torch_ref.from_shared(w, spec.activation, spec.output, spec.dropout, dev)
     L = len(spec.sizes) - 1
-    keys = list(torch_ref.weight_map(L).values())
-    flat = lambda: _flat([model.state_dict()[k].detach().cpu().numpy() for k in keys])  # noqa: E731
+    named = dict(model.named_parameters())
+    params = [named[k] for k in torch_ref.weight_map(L).values()]
+    flat = lambda: _flat([p.detach().cpu().numpy() for p in params])  # noqa: E731
     snaps = [flat()]
     T = lambda a: torch.as_tensor(a, device=dev)  # noqa: E731
     h = torch_ref.train(model, T(data.X_train.astype(dt)), T(data.y_train), loss=spec.loss, epochs=spec.epochs,
@@ -369,6 +377,38 @@ def run_torch(spec: Spec, weights, data: Split, order, masks: MaskSource | None,
     restored = torch_ref.state_dict_to_shared(model) if h["restored_best"] else None
     return Run(np.array(h["loss"]), np.stack(snaps), h["train_accuracy"], h["val_accuracy"], h["epochs_run"],
                h["best_epoch"], h["stopped_early"], final, restored)
+
+
+class _RoundingNoise:
+    """While active, every torch optimiser step first moves each gradient entry by +-n * eps * max|g|
+    (max over all parameters, n = rows in the batch): the standard bound on how far two orders of
+    summing a batch's n terms can differ, i.e. the size of a rounding difference between two
+    implementations."""
+
+    def __init__(self, seed: int, n: int):
+        import torch
+
+        self.gen, self.n, self.handle = torch.Generator().manual_seed(seed), n, None
+
+    def _hook(self, optimizer, args, kwargs):
+        import torch
+
+        grads = [p.grad for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        if not grads:
+            return
+        scale = float(torch.stack([g.abs().max() for g in grads]).max())
+        for g in grads:
+            sign = torch.randint(0, 2, g.shape, generator=self.gen, dtype=g.dtype).mul_(2).sub_(1)
+            g.add_(sign.to(g.device), alpha=self.n * torch.finfo(g.dtype).eps * scale)
+
+    def __enter__(self):
+        from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+        self.handle = register_optimizer_step_pre_hook(self._hook)
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
 
 
 def _cast_masks(masks, dt):
@@ -393,6 +433,7 @@ class Trajectory:
     manual: Run
     torch: Run
     noise: Run                     # the run that measures the noise floor (see trajectory_section)
+    base: Run                      # what manual is measured against: torch (float64) or the float64 reference
     param_rel_per_step: np.ndarray  # max over tensors of manual's relative error after each step
     floor_per_step: np.ndarray      # the same for the noise run: the measured noise floor
     schedule: list[list[int]]
@@ -406,19 +447,23 @@ def _offsets(weights):
     return offs
 
 
-def _per_step_rel(A, B, offs, loss_a, loss_b):
+def _per_step_rel(A, B, offs, loss_a, loss_b, dtype):
     """Relative error after every step (row 0 = before training), per tensor and for the loss."""
     out = {}
     with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
+        floor = tol.GROUP_FLOOR[str(np.dtype(dtype))] * np.abs(np.where(np.isfinite(B), B, 0)).max(1)  # all parameters at each step
         for k, (s, e, _) in offs.items():
             a, b = A[:, s:e], B[:, s:e]
             bad = ~(np.isfinite(a).all(1) & np.isfinite(b).all(1))
             d = np.abs(np.where(np.isfinite(a - b), a - b, 0)).max(1)
-            scale = np.abs(np.where(np.isfinite(b), b, 0)).max(1)
+            scale = np.maximum(np.abs(np.where(np.isfinite(b), b, 0)).max(1), floor)
             r = np.where(d == 0, 0.0, d / scale)
             r[bad] = np.inf
             out[k] = r
-        lr = np.where(loss_a == loss_b, 0.0, np.abs(loss_a - loss_b) / np.abs(loss_b))
+        # the loss curve is one tensor: normwise over the steps so far (a single sample's loss can be
+        # ~1e-6 while its terms are ~10, so its own relative error would measure cancellation)
+        scale = np.maximum.accumulate(np.abs(np.where(np.isfinite(loss_b), loss_b, 0)))
+        lr = np.where(loss_a == loss_b, 0.0, np.abs(loss_a - loss_b) / scale)
         out["loss"] = np.concatenate([[0.0], np.where(np.isfinite(lr), lr, np.inf)])
     return out
 
@@ -432,9 +477,13 @@ def trajectory_section(spec: Spec, weights, data: Split, masks: MaskSource | Non
 
     The tolerance at step s is the measured noise floor times an order of magnitude (tolerances.py):
     - float64: the noise run is torch started 1 ulp away (every initial weight moved to the next
-      float64 up).  In a stable run it stays ~1e-16 apart and FLOAT64_RTOL decides; where the
-      dynamics amplify rounding (GD at the edge of stability) it measures that amplification.
-    - float32: the noise run is the float64 reference; torch's float32 error against it is the floor.
+      float64 up) whose gradients are moved by one batch-sum rounding error (+-n eps max|g|)
+      before every optimiser step.  In a stable run it stays ~1e-16 apart and FLOAT64_RTOL decides; where the
+      dynamics amplify rounding (GD at the edge of stability; Adam on a gradient that cancels to
+      ~0, where lr/eps multiplies the residue) it measures that amplification.
+    - float32: the noise run is torch in float32 with the same gradient moves (eps of float32); its error against a
+      float64 reference run (the same float32 weights and inputs, computed in float64) is the floor,
+      and manual's float32 run is measured against that reference too.
     Epoch-level outcomes (accuracies, the early-stopping epoch) must be identical, unless the noise
     run already shows such a difference at that epoch or earlier.
     """
@@ -443,26 +492,27 @@ def trajectory_section(spec: Spec, weights, data: Split, masks: MaskSource | Non
     m = run_manual(spec, weights, data, order, masks)
     t = run_torch(spec, weights, data, order, masks)
     f32 = spec.np_dtype == np.float32
-    if f32:
-        ref = run_torch(spec, {k: v.astype(np.float64) for k, v in weights.items()}, data, order, masks, "float64")
-        noise, base_m, base_n = ref, ref, ref  # manual vs ref, judged against torch vs ref
-    else:
-        ref = None
-        noise = run_torch(spec, {k: np.nextafter(v, np.inf) for k, v in weights.items()}, data, order, masks)
-        base_m, base_n = t, t                  # manual vs torch, judged against torch(1 ulp) vs torch
-    noisy = t if f32 else noise
+    with _RoundingNoise(spec.seed, spec.batch_size or order.shape[1]):
+        start = weights if f32 else {k: np.nextafter(v, np.inf) for k, v in weights.items()}
+        noise = run_torch(spec, start, data, order, masks)
+    if f32:  # manual32 and the noisy torch32 are both measured against the float64 reference
+        base = run_torch(spec, {k: v.astype(np.float64) for k, v in weights.items()}, data, order, masks, "float64")
+    else:    # manual64 and the noisy torch64 are both measured against torch64
+        base = t
     offs = _offsets(weights)
     notes, checks = [], []
     n = min(len(m.loss), len(t.loss), len(noise.loss))
     if len(m.loss) != len(t.loss):
         notes.append(f"manual ran {len(m.loss)} steps, torch {len(t.loss)}")
-    rel_m = _per_step_rel(m.params[:n + 1], base_m.params[:n + 1], offs, m.loss[:n], base_m.loss[:n])
-    rel_n = _per_step_rel(noisy.params[:n + 1], base_n.params[:n + 1], offs, noisy.loss[:n], base_n.loss[:n])
+    rel_m = _per_step_rel(m.params[:n + 1], base.params[:n + 1], offs, m.loss[:n], base.loss[:n], spec.dtype)
+    rel_n = _per_step_rel(noise.params[:n + 1], base.params[:n + 1], offs, noise.loss[:n], base.loss[:n], spec.dtype)
     order_f, min_floor = (tol.FLOAT32_ORDER, tol.FLOAT32_MIN_FLOOR) if f32 else (tol.FLOAT64_ORDER, 0.0)
     first_fail = None
+    # one floor per step: the noise run's largest divergence so far over all parameters and the loss
+    # (the dynamics couple every tensor, so an amplification seen in one applies to all)
+    floor = np.maximum.accumulate(np.max(np.stack([rel_n[k] for k in [*offs, "loss"]]), axis=0))
     for k in [*offs, "loss"]:
         rm = rel_m[k]
-        floor = np.maximum.accumulate(rel_n[k])
         allowed_s = np.maximum(order_f * np.maximum(floor, min_floor), 0.0 if f32 else tol.FLOAT64_RTOL)
         fails = np.flatnonzero(~(rm <= allowed_s))
         s = int(fails[0]) if len(fails) else int(np.argmax(rm))
@@ -475,26 +525,27 @@ def trajectory_section(spec: Spec, weights, data: Split, masks: MaskSource | Non
             idx, mv, tv = _worst(va, vb)
             ma, shape = float(np.max(np.abs(va - vb))), list(e)
         c = TensorCheck(k, None if k == "loss" else int(k[1:]), shape, ma, float(rm[s]), float(allowed_s[s]),
-                        not len(fails), s, idx, mv, tv, float(rel_n[k][s]))
+                        not len(fails), s, idx, mv, tv, float(floor[s]))
         checks.append(c)
         if len(fails) and (first_fail is None or s < first_fail.step):
             first_fail = c
     # Epoch-level outcomes are discrete: a rounding-sized parameter difference can flip an arg-max.
-    # They must be identical while manual's parameters match torch's to FLOAT64_RTOL (float64) or
-    # while the noise run shows no such flip yet (float32); past that they are reported as notes.
+    # They must be identical while manual's parameters still match at the level of a stable run
+    # (FLOAT64_RTOL; float32: the smallest float32 allowance); once the dynamics have amplified the
+    # difference beyond that (and the parameter checks judged it against the measured floor), a flip
+    # is reported as a note.
     per_step = np.max(np.stack([rel_m[k] for k in offs]), axis=0)
     ends = np.cumsum([len(range(0, order.shape[1], spec.batch_size or order.shape[1]))] * max(m.epochs_run, 1))
+    stable = tol.float32_allowed(0.0) if f32 else tol.FLOAT64_RTOL
 
-    def within_noise(epoch_index, noise_differs_at):
-        if f32:
-            return noise_differs_at is not None and noise_differs_at <= epoch_index
+    def within_noise(epoch_index):
         s_end = min(int(ends[min(epoch_index, len(ends) - 1)]), len(per_step) - 1)
-        return bool(per_step[s_end] > tol.FLOAT64_RTOL)
+        return bool(np.max(per_step[:s_end + 1]) > stable)
 
     for k in ("train_accuracy", "val_accuracy"):
         e_m = _first_difference(getattr(m, k), getattr(t, k))
         if e_m is not None:
-            ok = within_noise(e_m, _first_difference(getattr(noisy, k), getattr(base_n, k)))
+            ok = within_noise(e_m)
             mv, tv = getattr(m, k), getattr(t, k)
             notes.append(f"{k} differs first after epoch {e_m + 1}: manual {mv[e_m] if e_m < len(mv) else None}, "
                          f"torch {tv[e_m] if e_m < len(tv) else None}" + (" (within noise)" if ok else ""))
@@ -503,7 +554,7 @@ def trajectory_section(spec: Spec, weights, data: Split, masks: MaskSource | Non
     for k in ("epochs_run", "best_epoch", "stopped_early"):
         if getattr(m, k) != getattr(t, k):
             e = min(m.epochs_run, t.epochs_run) - 1
-            ok = within_noise(e, 0 if getattr(noisy, k) != getattr(base_n, k) else None)
+            ok = within_noise(e)
             notes.append(f"{k} differs: manual {getattr(m, k)}, torch {getattr(t, k)}" + (" (within noise)" if ok else ""))
             if not ok:
                 checks.append(TensorCheck(k, None, [], float("inf"), float("inf"), 0.0, False, int(ends[e])))
@@ -513,7 +564,7 @@ def trajectory_section(spec: Spec, weights, data: Split, masks: MaskSource | Non
     floor_s = np.max(np.stack([rel_n[k] for k in offs]), axis=0)
     B = spec.batch_size or order.shape[1]
     sched = [order[e, i:i + B].tolist() for e in range(m.epochs_run) for i in range(0, order.shape[1], B)]
-    return Trajectory(sec, n, m, t, noise, per_step, floor_s, sched)
+    return Trajectory(sec, n, m, t, noise, base, per_step, floor_s, sched)
 
 
 # ---- everything --------------------------------------------------------------------------------

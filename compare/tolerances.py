@@ -17,14 +17,18 @@ FLOAT64_RTOL = 1e-10
 # float64 trajectories where the dynamics amplify rounding (gradient descent at the edge of
 # stability: raw iris with lr >= 0.3, or lr = 0.2 after ~1000 epochs) drift apart by up to 1e-1
 # although every single step agrees to 1e-15.  There the floor is measured: torch restarted with
-# every initial weight moved 1 ulp.  Manual may differ from torch by at most FLOAT64_ORDER times that
+# every initial weight moved 1 ulp and every gradient entry moved by one rounding error of a batch
+# sum (+-n * eps * max|g| for n rows, the classic bound for summing n terms) before every step.  (Adam is such an amplifier too: a gradient that cancels to
+# exactly 0 in one summation order and to 5e-17 in another becomes a step of lr * g / eps ~ 3e-10.)  Manual may differ from torch by at most FLOAT64_ORDER times that
 # twin's distance so far (measured: at most 4.8x on iris GD, lr 0.2-0.5), or FLOAT64_RTOL, whichever
 # is larger.  A planted bug differs by >1e-6 from the first step, while the floor is still ~1e-16.
 FLOAT64_ORDER = 10.0
 
 # float32: no fixed constant.  Both float32 runs are compared with a float64 reference run of the
 # same problem (the same float32-rounded weights and inputs, computed in float64); torch's own
-# float32 error against that reference is the measured noise floor.  Manual's float32 error must be
+# float32 error against that reference is the measured noise floor (for trajectories: torch's
+# float32 run with one batch-sum rounding error, +-n * eps32 * max|g|, added to its gradients before every step,
+# so that amplifiers such as Adam on a cancelled gradient show in the floor as well).  Manual's float32 error must be
 # of the same order: at most FLOAT32_ORDER times the floor.  The floor never goes below
 # FLOAT32_MIN_FLOOR (a few float32 ulps), so an exact torch result (error 0) does not demand that
 # manual be exact too.  For trajectories the floor at step s is torch's largest error up to s.
@@ -41,8 +45,21 @@ FD_STEP = 1e-6
 FD_RTOL = 1e-7
 
 
-def rel_error(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
-    """(max-abs, normwise relative) error of ``a`` against ``b``; inf if either has NaN/Inf."""
+# A tensor whose entries are all far smaller than the rest of its group (say db1 of a hinge loss,
+# whose per-sample terms +-1/(nC) cancel to exactly 0 in one implementation and to 5e-17 in the
+# other) has no meaningful relative error of its own: it is the rounding residue of sums of terms as
+# large as the group.  Its denominator is floored at GROUP_FLOOR[dtype] times the largest |value| in
+# its group (all z^l and a^l; all delta^l; all gradients; all parameters at a step).
+# - float64: 1e-4, so one rounding error at the group scale reads as eps/1e-4 ~ 2e-12, 1/45 of
+#   FLOAT64_RTOL, while a tensor above 1e-4 of the group keeps its own relative error.
+# - float32: 1, i.e. normwise over the group: eps32 ~ 1.2e-7 is already 1/8 of the smallest float32
+#   allowance (10 x FLOAT32_MIN_FLOOR), so any smaller floor would measure cancellation noise.
+GROUP_FLOOR = {"float64": 1e-4, "float32": 1.0}
+
+
+def rel_error(a: np.ndarray, b: np.ndarray, floor: float = 0.0) -> tuple[float, float]:
+    """(max-abs, normwise relative) error of ``a`` against ``b``; inf if either has NaN/Inf.
+    The denominator is max(max|b|, floor); see GROUP_FLOOR."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     if a.shape != b.shape:
         raise ValueError(f"shapes differ: {a.shape} vs {b.shape}")
@@ -51,7 +68,7 @@ def rel_error(a: np.ndarray, b: np.ndarray) -> tuple[float, float]:
     if a.size == 0:
         return 0.0, 0.0
     max_abs = float(np.max(np.abs(a - b)))
-    scale = float(np.max(np.abs(b)))
+    scale = max(float(np.max(np.abs(b))), floor)
     if max_abs == 0.0:
         return 0.0, 0.0
     return max_abs, (max_abs / scale if scale > 0 else float("inf"))
@@ -64,3 +81,14 @@ def float32_allowed(torch_rel: float) -> float:
 
 def allowed(dtype, torch_rel: float | None = None) -> float:
     return FLOAT64_RTOL if np.dtype(dtype) == np.float64 else float32_allowed(torch_rel)
+
+
+def group_floor(dtype, *tensors) -> float:
+    """GROUP_FLOOR[dtype] times the largest finite |value| among ``tensors``."""
+    m = 0.0
+    for t in tensors:
+        t = np.asarray(t, dtype=np.float64)
+        fin = t[np.isfinite(t)]
+        if fin.size:
+            m = max(m, float(np.max(np.abs(fin))))
+    return GROUP_FLOOR[str(np.dtype(dtype))] * m

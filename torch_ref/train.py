@@ -69,12 +69,9 @@ class Probe:
 
 
 def accuracy(model: MLP, X: torch.Tensor, y: torch.Tensor) -> float:
-    was_training = model.training
-    model.eval()
+    """Fraction of rows classified correctly (call under model.eval() when the model has dropout)."""
     with torch.no_grad():
-        acc = (model(X).argmax(dim=1) == y).double().mean().item()
-    model.train(was_training)
-    return acc
+        return (model(X).argmax(dim=1) == y).double().mean().item()
 
 
 def train(model: MLP, X: torch.Tensor, y: torch.Tensor, *, loss: str, epochs: int, lr: float,
@@ -131,6 +128,7 @@ def train(model: MLP, X: torch.Tensor, y: torch.Tensor, *, loss: str, epochs: in
                     callback(step, model, value)
                 step += 1
             hist["epochs_run"] = epoch
+            model.eval()
             hist["train_accuracy"].append(accuracy(model, X, y))
             if X_val is not None:
                 acc = accuracy(model, X_val, y_val)

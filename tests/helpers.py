@@ -1,0 +1,80 @@
+"""The one helper every equivalence case goes through, and the small data it runs on."""
+from __future__ import annotations
+
+import functools
+
+import numpy as np
+
+from compare.data import Split, iris_split
+from compare.harness import MaskSource, Spec, forward_and_gradient_sections, initial_weights, trajectory_section
+
+ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus")
+# every valid (output, loss) pair: cross-entropy is defined on softmax logits only
+PAIRS = [("softmax", "cross_entropy")] + [(o, l) for o in ("softmax", "sigmoid", "identity")
+                                          for l in ("mse", "l1", "hinge")]
+# trajectories: every loss and every output at least twice, 7 of the 10 pairs (the suite must stay
+# under 60 s on two cores; forward and gradients cover all 10)
+TRAJECTORY_PAIRS = [("softmax", "cross_entropy"), ("softmax", "mse"), ("softmax", "hinge"), ("sigmoid", "mse"),
+                    ("sigmoid", "l1"), ("identity", "l1"), ("identity", "hinge")]
+OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+BATCH = {"gd": None, "sgd": 1, "mini": 4}
+EPOCHS = {"gd": 2, "sgd": 1, "mini": 2}
+LR = {"sgd": 0.5, "momentum": 0.2, "nesterov": 0.2, "adam": 0.05}
+
+
+@functools.lru_cache(maxsize=None)
+def small_split(dtype: str, rows_per_class: int = 2) -> Split:
+    """A few standardised iris flowers per class: a cheap problem with every class present."""
+    s = iris_split(dtype, standardize=True)
+    tr = np.concatenate([np.arange(c * 40, c * 40 + rows_per_class) for c in range(3)])
+    te = np.concatenate([np.arange(c * 10, c * 10 + 1) for c in range(3)])
+    return Split(s.X_train[tr], s.y_train[tr], s.X_test[te], s.y_test[te], s.train_rows[tr], s.test_rows[te])
+
+
+def make_spec(activation="sigmoid", output="softmax", loss="cross_entropy", depth=2, dtype="float64",
+              optimizer="sgd", batch="gd", epochs=None, hidden=5, **kw) -> Spec:
+    if epochs is None:  # a few steps of each regime on the 6-flower split: GD 2, SGD 6, mini-batch 4
+        epochs = EPOCHS[batch] if isinstance(batch, str) else 2
+    kw.setdefault("lr", LR[optimizer])
+    return Spec(hidden=(hidden,) * (depth - 1) or (), activation=activation, output=output, loss=loss,
+                optimizer=optimizer, batch_size=BATCH[batch] if isinstance(batch, str) else batch, epochs=epochs,
+                dtype=dtype, seed=kw.pop("seed", 7), **kw)
+
+
+def _masks(spec: Spec, data: Split):
+    return MaskSource(spec, stream=3).step_masks(0, spec.sizes, data.X_train.shape[0]) if spec.dropout else None
+
+
+def describe(section) -> str:
+    f = section.first_failure
+    if f is None:
+        return f"{section.name}: agrees"
+    return (f"{section.name}: {f.tensor} (layer {f.layer}, step {f.step}) rel {f.rel:.3g} > allowed {f.allowed:.3g}; "
+            f"manual {f.manual} vs torch {f.torch} at {f.index}; notes {section.notes}")
+
+
+def check_passes(spec: Spec, data: Split | None = None):
+    """The forward and gradient sections of ``spec`` (default data: the small split)."""
+    data = data if data is not None else small_split(spec.dtype)
+    return forward_and_gradient_sections(spec, initial_weights(spec), data, _masks(spec, data))
+
+
+def check_trajectory(spec: Spec, data: Split | None = None):
+    data = data if data is not None else small_split(spec.dtype)
+    return trajectory_section(spec, initial_weights(spec), data)
+
+
+def assert_agree(what=("forward", "gradients", "trajectory"), data=None, **kw):
+    """One equivalence case: manual and torch agree (forward and gradients on one batch, and/or a
+    short training run).  Returns the Trajectory when one was run."""
+    spec = make_spec(**kw)
+    sections, traj = [], None
+    if "forward" in what or "gradients" in what:
+        sections += check_passes(spec, data)
+    if "trajectory" in what:
+        traj = check_trajectory(spec, data)
+        sections.append(traj.section)
+        assert traj.steps > 0
+    for sec in sections:
+        assert sec.agree, describe(sec)
+    return traj
