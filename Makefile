@@ -18,7 +18,7 @@ report: venv
 	$(PY) -m compare report --out $(OUT)
 
 test: venv
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n 2
 
 check: venv
 	$(PY) -m compare check
