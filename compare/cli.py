@@ -22,7 +22,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _spec_options(p: argparse.ArgumentParser) -> None:
-    from .harness import Spec
+    from .spec import Spec
 
     d = Spec.__dataclass_fields__
     g = p.add_argument_group("model and training (defaults: the lecture's iris example)")
@@ -64,7 +64,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def spec_from_args(a):
-    from .harness import Spec
+    from .spec import Spec
 
     return Spec(hidden=tuple(a.hidden), activation=a.activation, output=a.output, loss=a.loss,
                 optimizer=a.optimizer, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay,

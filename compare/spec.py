@@ -1,0 +1,79 @@
+"""The spec of one cross-check run: model, training options, seed, dtype, device.
+
+No torch here, so that the CLI can parse and validate options (and print --help) quickly.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+import manual
+
+
+@dataclass
+class Spec:
+    hidden: tuple[int, ...] = (6,)
+    activation: str = "sigmoid"
+    output: str = "softmax"
+    loss: str = "cross_entropy"
+    optimizer: str = "sgd"
+    lr: float = 0.2  # raw iris GD is stable here; lr >= 0.3 reaches the edge of stability
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    betas: tuple[float, float] = (0.9, 0.999)
+    eps: float = 1e-8
+    batch_size: int | None = None      # None: full batch (gradient descent); 1: SGD
+    epochs: int = 1000
+    dropout: float = 0.0
+    patience: int | None = None        # early stopping on the validation (= iris test) error rate
+    seed: int = 0
+    dtype: str = "float64"
+    device: str = "cpu"
+    init: str = "torch"
+    standardize: bool = False
+    weights_file: str | None = None    # initial weights from a safetensors file instead of ``init``
+
+    def __post_init__(self):
+        self.hidden = tuple(int(h) for h in self.hidden)
+        self.betas = tuple(float(b) for b in self.betas)
+        self.validate()
+
+    def validate(self):
+        """Raise ValueError/TypeError naming the bad option and what was expected."""
+        manual.check_config(self.activation, self.output, self.loss)
+        if self.optimizer not in manual.OPTIMIZERS:
+            raise ValueError(f"optimizer={self.optimizer!r} is not known; expected one of {list(manual.OPTIMIZERS)}")
+        if self.hidden and min(self.hidden) < 1:
+            raise ValueError(f"hidden={list(self.hidden)}: every hidden layer size must be >= 1")
+        if self.dropout and not self.hidden:
+            raise ValueError("dropout needs at least one hidden layer (it applies to hidden layers only)")
+        for name in ("lr",):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise ValueError(f"{name} must be a finite number > 0, got {v!r}")
+        for name in ("momentum", "weight_decay", "eps"):
+            v = getattr(self, name)
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v >= 0):
+                raise ValueError(f"{name} must be a finite number >= 0, got {v!r}")
+        if not 0 <= self.dropout < 1:
+            raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
+        if self.epochs < 0:
+            raise ValueError(f"epochs must be >= 0, got {self.epochs}")
+        if self.batch_size is not None and not 1 <= self.batch_size <= 120:
+            raise ValueError(f"batch_size must be in [1, 120] (the iris training split), got {self.batch_size}")
+        if self.patience is not None and self.patience < 1:
+            raise ValueError(f"patience (early stopping) must be >= 1 epoch, got {self.patience}")
+        if self.dtype not in ("float32", "float64"):
+            raise ValueError(f"dtype={self.dtype!r} is not supported; expected float32 or float64")
+        if self.init not in manual.INIT_SCHEMES:
+            raise ValueError(f"init={self.init!r} is not known; expected one of {list(manual.INIT_SCHEMES)}")
+
+    @property
+    def sizes(self) -> list[int]:
+        return [4, *self.hidden, 3]
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype(self.dtype)
