@@ -5,6 +5,7 @@ No torch here, so that the CLI can parse and validate options (and print --help)
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -67,6 +68,8 @@ class Spec:
             raise ValueError(f"patience (early stopping) must be >= 1 epoch, got {self.patience}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype={self.dtype!r} is not supported; expected float32 or float64")
+        if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", str(self.device)):
+            raise ValueError(f"device={self.device!r} is not supported; expected cpu, cuda or cuda:N")
         if self.init not in manual.INIT_SCHEMES:
             raise ValueError(f"init={self.init!r} is not known; expected one of {list(manual.INIT_SCHEMES)}")
 

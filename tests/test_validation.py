@@ -1,0 +1,97 @@
+"""Bad input gets a specific error naming the argument and what was expected (table-driven)."""
+import numpy as np
+import pytest
+
+import manual
+import torch_ref
+from compare.spec import Spec
+
+W = manual.init_weights([4, 6, 3], seed=0)
+X = np.ones((5, 4))
+Y = np.array([0, 1, 2, 0, 1])
+
+
+def mlp(**kw):
+    return manual.MLP.from_weights(kw.pop("weights", W), **kw)
+
+
+def without(name):
+    return {k: v for k, v in W.items() if k != name}
+
+
+def replaced(name, value):
+    return {**W, name: value}
+
+
+def train(**kw):
+    args = dict(epochs=1, lr=0.1)
+    args.update(kw)
+    x, y = args.pop("X", X), args.pop("y", Y)
+    return manual.train(mlp(), x, y, **args)
+
+
+CASES = {
+    # weights
+    "missing tensor": (lambda: mlp(weights=without("b2")), ValueError, r"missing tensor\(s\) \['b2'\]"),
+    "extra tensor": (lambda: mlp(weights=replaced("V1", W["W1"])), ValueError, r"unexpected tensor name\(s\) \['V1'\]"),
+    "extra layer": (lambda: mlp(weights=replaced("W4", W["W1"])), ValueError, r"missing tensor\(s\) \['W3', 'b3', 'b4'\]"),
+    "mis-shaped W": (lambda: mlp(weights=replaced("W2", np.zeros((3, 5)))), ValueError,
+                     r"W2 has shape \(3, 5\); expected \(3, 6\)"),
+    "mis-shaped b": (lambda: mlp(weights=replaced("b1", np.zeros(5))), ValueError, r"b1 has shape \(5,\); expected \(6,\)"),
+    "W not 2-D": (lambda: mlp(weights=replaced("W1", np.zeros(24))), ValueError, r"W1 must be 2-D"),
+    "mixed dtypes": (lambda: mlp(weights=replaced("b1", W["b1"].astype(np.float32))), TypeError, r"mixed dtypes"),
+    "integer weights": (lambda: mlp(weights=replaced("b1", np.zeros(6, dtype=int))), TypeError,
+                        r"b1 has dtype int64; expected float32 or float64"),
+    "NaN weight": (lambda: mlp(weights=replaced("W1", np.full((6, 4), np.nan))), ValueError, r"W1 contains NaN or Inf"),
+    "not a mapping": (lambda: mlp(weights=[W["W1"]]), TypeError, r"weights must be a mapping"),
+    # names and combinations
+    "unknown activation": (lambda: mlp(activation="gelu"), ValueError, r"activation='gelu' is not known; expected one of"),
+    "unknown output": (lambda: mlp(output="tanh", loss="mse"), ValueError, r"output='tanh' is not known"),
+    "unknown loss": (lambda: mlp(loss="nll"), ValueError, r"loss='nll' is not known; expected one of \['cross_entropy'"),
+    "cross_entropy without softmax": (lambda: mlp(output="sigmoid"), ValueError, r"needs output='softmax'"),
+    "unknown optimizer": (lambda: train(optimizer="rmsprop"), ValueError, r"optimizer='rmsprop' is not known"),
+    # inputs
+    "X not 2-D": (lambda: mlp().forward(np.ones(4)), ValueError, r"X has shape \(4,\); expected \(n, 4\)"),
+    "X wrong width": (lambda: mlp().forward(np.ones((5, 3))), ValueError, r"X has shape \(5, 3\); expected \(n, 4\)"),
+    "X NaN": (lambda: mlp().forward(np.full((2, 4), np.nan)), ValueError, r"X contains NaN or Inf"),
+    "X Inf": (lambda: mlp().gradients(np.full((5, 4), np.inf), Y), ValueError, r"X contains NaN or Inf"),
+    "X list": (lambda: mlp().forward([[1, 2, 3, 4]]), TypeError, r"X must be a numpy.ndarray"),
+    "X float32 vs float64 weights": (lambda: mlp().forward(X.astype(np.float32)), TypeError,
+                                     r"X has dtype float32 but the weights are float64"),
+    "labels out of range": (lambda: mlp().gradients(X, np.array([0, 1, 2, 3, 0])), ValueError,
+                            r"y has labels in \[0, 3\]; expected 0..2"),
+    "negative labels": (lambda: mlp().gradients(X, np.array([0, -1, 2, 0, 1])), ValueError, r"y has labels in \[-1, 2\]"),
+    "non-integer labels": (lambda: mlp().gradients(X, Y.astype(float)), TypeError, r"y has dtype float64; expected integer"),
+    "wrong label count": (lambda: mlp().gradients(X, Y[:4]), ValueError, r"y has shape \(4,\); expected \(5,\)"),
+    # training options
+    "lr zero": (lambda: train(lr=0.0), ValueError, r"lr must be a finite number > 0, got 0.0"),
+    "lr negative": (lambda: train(lr=-1.0), ValueError, r"lr must be a finite number > 0"),
+    "dropout 1": (lambda: train(dropout=1.0), ValueError, r"dropout must be a probability in \[0, 1\), got 1.0"),
+    "dropout negative": (lambda: train(dropout=-0.1), ValueError, r"dropout must be a probability in \[0, 1\)"),
+    "batch size 0": (lambda: train(batch_size=0), ValueError, r"batch_size must be an integer in \[1, 5\], got 0"),
+    "batch size too large": (lambda: train(batch_size=6), ValueError, r"batch_size must be an integer in \[1, 5\], got 6"),
+    "negative epochs": (lambda: train(epochs=-1), ValueError, r"epochs must be an integer >= 0, got -1"),
+    "patience without validation": (lambda: train(patience=2), ValueError, r"patience\) needs validation data"),
+    "X_val mixed dtype": (lambda: train(X_val=X.astype(np.float32), y_val=Y), TypeError, r"X_val has dtype float32"),
+    "bad order": (lambda: train(order=np.zeros((1, 5), dtype=int)), ValueError, r"order must be 1 permutations"),
+    "negative momentum": (lambda: train(optimizer="momentum", momentum=-0.5), ValueError, r"momentum must be"),
+    # torch_ref builders
+    "torch_ref unknown activation": (lambda: torch_ref.MLP([4, 6, 3], activation="gelu"), ValueError,
+                                     r"activation='gelu' is not known"),
+    "torch_ref mixed dtypes": (lambda: torch_ref.from_shared(replaced("b1", W["b1"].astype(np.float32))), TypeError,
+                               r"must all be float32 or all float64"),
+    "torch_ref mis-shaped": (lambda: torch_ref.from_shared(replaced("b2", np.zeros(4))), ValueError,
+                             r"tensor b2 has shape \(4,\); net.fc2.bias expects \(3,\)"),
+    "torch_ref dropout": (lambda: torch_ref.MLP([4, 6, 3], dropout=1.5), ValueError, r"dropout must be a probability"),
+    # the harness spec
+    "spec hidden 0": (lambda: Spec(hidden=(0,)), ValueError, r"hidden layer size must be >= 1"),
+    "spec dtype": (lambda: Spec(dtype="float16"), ValueError, r"dtype='float16' is not supported"),
+    "spec batch": (lambda: Spec(batch_size=121), ValueError, r"batch_size must be in \[1, 120\]"),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_bad_input_gets_a_specific_error(case):
+    call, exc, message = CASES[case]
+    with pytest.raises(exc, match=message):
+        call()
