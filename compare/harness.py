@@ -491,6 +491,17 @@ def trajectory_section(spec: Spec, weights, data: Split, masks: MaskSource | Non
             notes.append(f"{k} differs: manual {getattr(m, k)}, torch {getattr(t, k)}" + (" (within noise)" if ok else ""))
             if not ok:
                 checks.append(TensorCheck(k, None, [], float("inf"), float("inf"), 0.0, False, int(ends[e])))
+    # the weights early stopping restored (the best epoch's), as each implementation restored them
+    if (m.restored is None) != (t.restored is None):
+        notes.append(f"restored best weights: manual {m.restored is not None}, torch {t.restored is not None}")
+        checks.append(TensorCheck("restored", None, [], float("inf"), float("inf"), 0.0, False))
+    elif m.restored is not None:
+        ref_restored = base.restored if f32 else None
+        floor = tol.group_floor(spec.dtype, *(ref_restored or t.restored).values())
+        for k in offs:
+            c = check_tensor(f"restored {k}", int(k[1:]), m.restored[k], t.restored[k],
+                             None if ref_restored is None else ref_restored[k], floor=floor)
+            checks.append(c)
     sec = _section("trajectory", checks, notes)
     if first_fail is not None:
         sec.first_failure = first_fail  # the earliest failing step, not the first tensor in the list

@@ -30,3 +30,30 @@ def test_forward_and_gradients(activation, output, loss, depth, dtype):
 def test_trajectory(activation, output, loss, optimizer, batch, depth, dtype):
     assert_agree(what=("trajectory",), activation=activation, output=output, loss=loss, optimizer=optimizer,
                  batch=batch, depth=depth, dtype=dtype)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("batch", list(BATCH))
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+def test_dropout(activation, batch, dtype):
+    assert_agree(activation=activation, depth=3, batch=batch, dtype=dtype, dropout=0.3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("optimizer", OPTIMIZERS)
+def test_weight_decay(optimizer, dtype):
+    assert_agree(optimizer=optimizer, batch="mini", dtype=dtype, weight_decay=0.05, epochs=3)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("optimizer,lr", [("sgd", 0.5), ("adam", 0.05)])
+def test_early_stopping_on_iris(optimizer, lr, dtype):
+    """The full standardised iris split, mini-batches of 10: early stopping fires, at the same epoch on
+    both sides, and both restore the same best weights."""
+    from compare.data import iris_split
+
+    traj = assert_agree(data=iris_split(dtype, standardize=True), optimizer=optimizer, lr=lr, batch=10, depth=2,
+                        hidden=6, dtype=dtype, epochs=300, patience=3, dropout=0.1)
+    assert traj.manual.stopped_early and traj.torch.stopped_early
+    assert traj.manual.best_epoch == traj.torch.best_epoch and traj.manual.epochs_run < 300
+    assert any(c.tensor == "restored W1" and c.ok for c in traj.section.checks)
