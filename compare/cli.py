@@ -121,6 +121,9 @@ def main(argv=None) -> int:
     except (ValueError, TypeError, OSError) as e:  # bad weights files, unwritable paths, ...
         print(f"python -m compare: error: {e}", file=sys.stderr)
         return 2
+    except FloatingPointError as e:  # training diverged: these options cannot be cross-checked
+        print(f"python -m compare: error: training diverged: {e}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("python -m compare: interrupted", file=sys.stderr)
         return 130

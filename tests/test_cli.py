@@ -112,3 +112,18 @@ def test_the_real_command_line(tmp_path):
     assert ok.returncode == 0 and "AGREE" in ok.stdout
     bad = subprocess.run([sys.executable, "-m", "compare", "check", "--loss", "nll"], capture_output=True, text=True)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_same_seed_same_json_across_processes(tmp_path):
+    """Every random choice (init, order, dropout masks, the noise run) derives from the seed."""
+    args = [sys.executable, "-m", "compare", "check", "--epochs", "3", "--batch-size", "7", "--dropout", "0.2",
+            "--seed", "11", "--json"]
+    outs = []
+    for i in range(2):
+        path = tmp_path / f"{i}.json"
+        subprocess.run([*args, str(path)], check=True, capture_output=True)
+        outs.append(path.read_bytes())
+    assert outs[0] == outs[1]
+    other = tmp_path / "other.json"
+    subprocess.run([*args[:-2], "12", "--json", str(other)], check=True, capture_output=True)
+    assert json.loads(other.read_bytes())["trajectory"] != json.loads(outs[0])["trajectory"]
