@@ -58,8 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="write the comparison report (markdown, HTML, figures, JSON, weights)")
     _spec_options(r)
     r.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
-    r.add_argument("--slide", action="store_true", help="also run the slide's printed weights on its six flowers")
-    r.add_argument("--no-float32", action="store_true", help="skip the float32 companion run of the report")
+    r.add_argument("--no-slide", dest="slide", action="store_false",
+                   help="leave out the slide's printed weights on its six flowers (on by default)")
+    r.add_argument("--no-companion", "--no-float32", dest="companion", action="store_false",
+                   help="skip the companion trajectory in the other dtype (float32 for a float64 report)")
     return p
 
 
@@ -117,7 +119,7 @@ def main(argv=None) -> int:
                 atomic_write_bytes(args.json, (json.dumps(res.to_dict(), indent=2) + "\n").encode())
             return 0 if res.agree else 1
         from .report import write_report
-        return 0 if write_report(spec, out, slide=args.slide, float32=not args.no_float32) else 1
+        return 0 if write_report(spec, out, slide=args.slide, companion=args.companion) else 1
     except (ValueError, TypeError, OSError) as e:  # bad weights files, unwritable paths, ...
         print(f"python -m compare: error: {e}", file=sys.stderr)
         return 2

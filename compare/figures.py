@@ -1,0 +1,125 @@
+"""The report's figures, drawn with matplotlib's object-oriented API on the Agg canvas (no display,
+no pyplot state).  Every function takes plain arrays and returns the PNG as bytes."""
+from __future__ import annotations
+
+import io
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+MANUAL, TORCH, FLOOR, ALLOW, FAIL = "#1f77b4", "#ff7f0e", "#7f7f7f", "#d62728", "#9467bd"
+ZERO = 1e-18  # where an exact 0 is drawn on a log axis
+
+
+def _png(fig: Figure) -> bytes:
+    FigureCanvasAgg(fig)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=90, metadata={"Software": None})
+    return buf.getvalue()
+
+
+def _pos(x) -> np.ndarray:
+    """Values for a log axis: exact zeros (and non-finite values) become gaps."""
+    x = np.asarray(x, dtype=np.float64)
+    return np.where(np.isfinite(x) & (x > 0), x, np.nan)
+
+
+def loss_curves(loss_manual, loss_torch, dtype: str) -> bytes:
+    """The two training-loss curves overlaid, and their difference."""
+    fig = Figure(figsize=(9, 5.6), layout="constrained")
+    top, bot = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
+    steps = np.arange(1, len(loss_manual) + 1)
+    top.plot(steps, loss_manual, color=MANUAL, lw=4, alpha=0.45, label="manual (NumPy)")
+    top.plot(steps, loss_torch, color=TORCH, lw=1.4, ls="--", label="torch")
+    top.set_yscale("log")
+    top.set_ylabel("training loss (mean over the batch)")
+    n = min(len(loss_manual), len(loss_torch))
+    diff = np.abs(np.asarray(loss_manual[:n], dtype=np.float64) - np.asarray(loss_torch[:n], dtype=np.float64))
+    top.set_title(f"Training loss per step, {dtype}: largest |manual − torch| = {float(np.max(diff)) if n else 0.0:.1e}")
+    top.legend()
+    top.grid(True, which="both", alpha=0.3)
+    bot.plot(steps[:n], _pos(diff), color=FAIL, lw=1)
+    bot.set_yscale("log")
+    bot.set_xlabel("training step")
+    bot.set_ylabel("|manual − torch|")
+    zeros = int(np.sum(diff == 0))
+    bot.set_title(f"absolute difference of the losses ({zeros} of {n} steps exactly equal, not drawn)", fontsize=10)
+    bot.grid(True, which="both", alpha=0.3)
+    return _png(fig)
+
+
+def tensor_errors(panels: list[tuple[str, list[dict]]], dtype: str) -> bytes:
+    """Bars of manual's relative error per tensor (log scale), one panel per section.
+    Each item: {"tensor", "layer", "rel", "allowed", "floor" (float32: torch's own error, else None)}."""
+    fig = Figure(figsize=(10, 4.4), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False, width_ratios=[max(len(c), 1) for _, c in panels])[0]
+    for ax, (title, checks) in zip(axes, panels):
+        x = np.arange(len(checks))
+        rel = np.array([c["rel"] for c in checks], dtype=np.float64)
+        has_floor = any(c.get("floor") is not None for c in checks)
+        w = 0.4 if has_floor else 0.7
+        shown = np.where(np.isfinite(rel) & (rel > 0), rel, ZERO)
+        bars = ax.bar(x - (w / 2 if has_floor else 0), shown, w, color=MANUAL, label="manual: relative error")
+        for b, r in zip(bars, rel):
+            if r == 0:
+                b.set_hatch("//")
+                b.set_alpha(0.4)
+                ax.annotate("0", (b.get_x() + b.get_width() / 2, ZERO), ha="center", va="bottom", fontsize=8)
+        if has_floor:
+            fl = np.array([c["floor"] if c.get("floor") is not None else np.nan for c in checks], dtype=np.float64)
+            ax.bar(x + w / 2, np.where(fl > 0, fl, ZERO), w, color=FLOOR, label="torch's own error (noise floor)")
+        allowed = [c["allowed"] for c in checks]
+        ax.scatter(x, allowed, marker="_", s=900, color=ALLOW, linewidths=2.5, zorder=3, label="allowed")
+        ax.set_yscale("log")
+        ax.set_ylim(ZERO / 3, max(max(allowed), np.nanmax(shown)) * 1e4)
+        ax.set_xticks(x, [c["tensor"] for c in checks], rotation=0)
+        ax.set_title(title)
+        ax.grid(True, axis="y", which="major", alpha=0.3)
+    axes[0].set_ylabel("normwise relative error  max|m−t| / max|t|")
+    axes[-1].legend(loc="upper right", fontsize=8, markerscale=0.4, ncols=3 if has_floor else 2)
+    fig.suptitle(f"Per-layer errors of manual against torch, {dtype} (log scale; exact 0 hatched at {ZERO:g})")
+    return _png(fig)
+
+
+def divergence(panels: list[dict]) -> bytes:
+    """Parameter divergence per step, one panel per dtype.  Each panel: {"title", "manual", "manual_label",
+    "floor", "floor_label", "allowance", "first_failure" (step or None)}."""
+    fig = Figure(figsize=(10, 4.6 * len(panels)), layout="constrained")
+    axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
+    for ax, p in zip(axes, panels):
+        steps = np.arange(len(p["manual"]))
+        ax.plot(steps, _pos(p["manual"]), color=MANUAL, lw=1.2, label=p["manual_label"])
+        ax.plot(steps, _pos(p["floor"]), color=FLOOR, lw=1.0, alpha=0.9, label=p["floor_label"])
+        ax.plot(steps, _pos(p["allowance"]), color=ALLOW, lw=1.6, ls="--", label="allowance (the check's limit)")
+        if p.get("first_failure") is not None:
+            ax.axvline(p["first_failure"], color=FAIL, lw=2, label=f"first failing step ({p['first_failure']})")
+        ax.set_yscale("log")
+        ax.set_xlabel("training step (0 = the shared initial weights)")
+        ax.set_ylabel("relative error, max over tensors")
+        ax.set_title(p["title"])
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8, loc="lower right")
+    return _png(fig)
+
+
+def confusion(y_true, preds: dict[str, np.ndarray], class_names, title: str) -> bytes:
+    """One confusion matrix per implementation on the test split, counts written in the cells."""
+    k = len(class_names)
+    fig = Figure(figsize=(4.2 * len(preds), 4.0), layout="constrained")
+    axes = fig.subplots(1, len(preds), squeeze=False)[0]
+    for ax, (name, pred) in zip(axes, preds.items()):
+        cm = np.zeros((k, k), dtype=int)
+        np.add.at(cm, (np.asarray(y_true), np.asarray(pred)), 1)
+        ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(int(cm.max()), 1))
+        for i in range(k):
+            for j in range(k):
+                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=13,
+                        color="white" if cm[i, j] > cm.max() / 2 else "black")
+        ax.set_xticks(range(k), class_names)
+        ax.set_yticks(range(k), class_names, rotation=90, va="center")
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        ax.set_title(f"{name}: {int(np.trace(cm))}/{int(cm.sum())} correct")
+    fig.suptitle(title)
+    return _png(fig)
