@@ -21,9 +21,12 @@ def one_hot(y: np.ndarray, n_classes: int, dtype) -> np.ndarray:
 
 
 def cross_entropy(z, a, Y, y):
-    zmax = z.max(axis=1, keepdims=True)
-    logsumexp = np.log(np.exp(z - zmax).sum(axis=1)) + zmax[:, 0]
-    return float(np.mean(logsumexp - z[np.arange(z.shape[0]), y]))
+    n = z.shape[0]
+    t = z - z.max(axis=1, keepdims=True)            # t_ij = z_ij - max_j z_ij <= 0: no exp overflows
+    lse = np.log(np.exp(t).sum(axis=1))             # log sum_j e^{z_ij} - max_j z_ij
+    # mean_i [log sum_j e^{z_ij} - z_{i,y_i}], each row as lse_i - t_{i,y_i} (two terms >= 0: no cancellation);
+    # sum / n is np.mean's own arithmetic without its per-call overhead
+    return float((lse - t[np.arange(n), y]).sum() / n)
 
 
 def cross_entropy_delta(z, a, Y, y):  # softmax and cross-entropy fused: dC/dz^L
@@ -72,11 +75,12 @@ LOSSES = {
 }
 
 
+# count / n is exactly np.mean of the booleans (both round k/n once), at a tenth of its per-call cost
 def error_rate(a: np.ndarray, y: np.ndarray) -> float:
     """The 0-1 loss averaged: the fraction of rows whose arg-max is not the label."""
-    return float(np.mean(a.argmax(axis=1) != y))
+    return np.count_nonzero(a.argmax(axis=1) != y) / len(y)
 
 
 def accuracy(a: np.ndarray, y: np.ndarray) -> float:
     """The fraction of rows whose arg-max is the label (1 - error_rate, counted directly)."""
-    return float(np.mean(a.argmax(axis=1) == y))
+    return np.count_nonzero(a.argmax(axis=1) == y) / len(y)

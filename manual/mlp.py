@@ -9,6 +9,12 @@ Conventions, stated once:
   carries the factor 1/n, and dC/dW^l = sum over the batch of delta^l (a^{l-1})^T.
 - Dropout (inverted) multiplies a^l of hidden layers by a mask m^l with entries 0 or 1/(1-p);
   a^l stored below is the masked value the next layer sees.
+
+Speed, without changing a formula: the parameters are views of one flat array (and so are the
+gradients _backprop returns), so an optimiser updates all of them in a few NumPy calls; the training
+loop's steps write z, h, delta and the gradients into arrays preallocated per batch size
+(``_forward(..., reuse=True)``) instead of new ones, which at large sizes spares the page faults of
+fresh memory.  The public ``forward`` / ``gradients`` always return new arrays.
 """
 from __future__ import annotations
 
@@ -17,6 +23,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from .activations import OUTPUTS, hidden_activation
+from .flat import views
 from .losses import LOSSES, error_rate, one_hot
 from .weights import check_weights
 
@@ -52,10 +59,18 @@ class MLP:
         self.sigma = hidden_activation(activation, gamma)
         self.out_f, self.out_backprop = OUTPUTS[output]
         self.loss_f, self.loss_grad = LOSSES[loss]
-        # 1-indexed like the lecture: W[1] .. W[L]; own copies, updated in place by the optimisers
-        self.W = [None] + [np.array(weights[f"W{l}"], order="C") for l in range(1, self.L + 1)]
-        self.b = [None] + [np.array(weights[f"b{l}"]) for l in range(1, self.L + 1)]
-        self.z = self.a = self.delta = None
+        # 1-indexed like the lecture: W[1] .. W[L]; own copies, updated in place by the optimisers.
+        # They are views of one flat array, W1, b1, W2, b2, ... back to back (see manual/flat.py).
+        self._shapes = [weights[name].shape for name in self.names]
+        self._flat = np.empty(sum(int(np.prod(shape)) for shape in self._shapes), self.dtype)
+        pieces = views(self._flat, self._shapes)
+        for name, p in zip(self.names, pieces):
+            p[...] = weights[name]
+        self.W, self.b = [None] + pieces[0::2], [None] + pieces[1::2]
+        self.z = self.a = self.h = self.delta = self._masks = None
+        self._no_buffers = _Buffers(self)  # _forward(reuse=False): every array new
+        self._buffers = {}                 # batch size n -> _Buffers, for _forward(reuse=True)
+        self._ws = self._no_buffers        # the set the last _forward used; _backprop writes into it too
 
     @classmethod
     def from_weights(cls, weights, activation="sigmoid", output="softmax", loss="cross_entropy", gamma=None):
@@ -124,19 +139,27 @@ class MLP:
         X = self.check_X(X)
         return self._forward(X, self.check_masks(masks, X.shape[0]))
 
-    def _forward(self, X, masks=None):
+    def _forward(self, X, masks=None, reuse=False):
+        """a^L, keeping z^l, h^l, a^l.  ``reuse``: write them into this network's arrays for batches of
+        len(X) rows, overwritten by the next such call (the training loop's steps), not into new ones."""
         W, b, L = self.W, self.b, self.L
+        ws = self._ws = self._buffers_for(X.shape[0]) if reuse else self._no_buffers
         self.z, self.a, self.h = [None], [X], [None]  # h^l = sigma(z^l) before dropout
         for l in range(1, L + 1):
-            z = self.a[l - 1] @ W[l].T                                 # z^l = W^l a^{l-1} + b^l
+            z = np.matmul(self.a[l - 1], W[l].T, out=ws.z[l])           # z^l = W^l a^{l-1} + b^l
             z += b[l]
-            h = self.sigma.f(z) if l < L else self.out_f(z)            # a^l = sigma(z^l)
+            h = self.sigma.f(z, out=ws.h[l]) if l < L else self.out_f(z)  # a^l = sigma(z^l)
             m = masks[l - 1] if masks is not None and l < L else None
             self.z.append(z)
             self.h.append(h)
-            self.a.append(h if m is None else h * m)                   # inverted dropout
+            self.a.append(h if m is None else np.multiply(h, m, out=ws.masked(l)))  # inverted dropout
         self._masks = masks
         return self.a[L]
+
+    def _buffers_for(self, n: int) -> _Buffers:
+        if n not in self._buffers:
+            self._buffers[n] = _Buffers(self, n)
+        return self._buffers[n]
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class indices: the arg-max of a^L."""
@@ -163,20 +186,63 @@ class MLP:
         return loss, dict(zip(self.names, self._backprop(Y, y)))
 
     def _backprop(self, Y, y) -> list[np.ndarray]:
-        """The lecture's three steps after the forward pass: delta^L, the recursion, the gradients."""
-        z, a, h, W, L = self.z, self.a, self.h, self.W, self.L
+        """The lecture's three steps after the forward pass: delta^L, the recursion, the gradients.
+        Returns them in ``names`` order as a Gradients list (views of one flat array); written into the
+        forward pass's reused arrays when it had ``reuse``."""
+        z, a, h, W, L, ws = self.z, self.a, self.h, self.W, self.L, self._ws
         delta = [None] * (L + 1)
         if self.loss_name == "cross_entropy":
             delta[L] = self.loss_grad(z[L], a[L], Y, y)                  # softmax + CE: (a^L - Y)/n
         else:
             delta[L] = self.out_backprop(z[L], a[L], self.loss_grad(a[L], Y, y))  # sigma'(z^L) . grad_a C
         for l in range(L - 1, 0, -1):
-            delta[l] = self.sigma.fprime(z[l], h[l]) * (delta[l + 1] @ W[l + 1])  # sigma'(z^l) . (W^{l+1})^T delta^{l+1}
+            d = np.matmul(delta[l + 1], W[l + 1], out=ws.delta[l])      # (W^{l+1})^T delta^{l+1}
+            d *= self.sigma.fprime(z[l], h[l], out=ws.fprime[l])        # delta^l = sigma'(z^l) . (W^{l+1})^T delta^{l+1}
             if self._masks is not None and self._masks[l - 1] is not None:
-                delta[l] *= self._masks[l - 1]                           # a^l = h^l m^l
-        grads = []
+                d *= self._masks[l - 1]                                  # a^l = h^l m^l
+            delta[l] = d
+        grads = ws.grads if ws.grads is not None else Gradients(np.empty(self._flat.size, self.dtype), self._shapes)
         for l in range(1, L + 1):
-            grads.append(delta[l].T @ a[l - 1])                          # dC/dW^l = delta^l (a^{l-1})^T
-            grads.append(delta[l].sum(axis=0))                           # dC/db^l = delta^l
+            np.matmul(delta[l].T, a[l - 1], out=grads[2 * l - 2])       # dC/dW^l = delta^l (a^{l-1})^T
+            np.sum(delta[l], axis=0, out=grads[2 * l - 1])               # dC/db^l = delta^l, summed over the batch
         self.delta = delta
         return grads
+
+
+class Gradients(list):
+    """dC/dW1, dC/db1, dC/dW2, ... (the order of ``MLP.names``), views of the one flat array ``flat``:
+    the optimisers update all parameters from it in a few NumPy calls (see manual/flat.py)."""
+
+    def __init__(self, flat: np.ndarray, shapes):
+        super().__init__(views(flat, shapes))
+        self.flat = flat
+
+
+class _Buffers:
+    """The arrays one forward and backward pass writes: z^l, h^l, masked a^l, delta^l, sigma'(z^l) and the
+    gradients.  ``_Buffers(net)``: all None (every call makes new arrays); ``_Buffers(net, n)``: made once
+    for batches of n rows and reused by every training step on such batches (a new 2 MiB array is
+    2 MiB of page faults).  h^L and delta^L, n x n_L, are the output function's and the loss's own."""
+
+    def __init__(self, net: MLP, n: int | None = None):
+        L, sizes, dt = net.L, net.sizes, net.dtype
+        none = [None] * (L + 1)
+        self.n, self._a, self._dtype = n, list(none), dt
+        if n is None:
+            self.z = self.h = self.delta = self.fprime = none
+            self.grads = None
+            return
+        hidden = range(1, L)
+        self.z = [None] + [np.empty((n, sizes[l]), dt) for l in range(1, L + 1)]
+        self.h = [None] + [np.empty((n, sizes[l]), dt) for l in hidden] + [None]
+        self.delta = [None] + [np.empty((n, sizes[l]), dt) for l in hidden] + [None]
+        # sigma'(z^l) is used once, right away: one scratch array shared by all hidden layers
+        scratch = np.empty(n * max(sizes[1:L], default=0), dt)
+        self.fprime = [None] + [scratch[:n * sizes[l]].reshape(n, sizes[l]) for l in hidden] + [None]
+        self.grads = Gradients(np.empty(net._flat.size, dt), net._shapes)
+
+    def masked(self, l: int):
+        """The array for the masked a^l (dropout), made on first use; None without reuse."""
+        if self.n is not None and self._a[l] is None:
+            self._a[l] = np.empty_like(self.z[l])
+        return self._a[l]

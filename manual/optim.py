@@ -5,12 +5,18 @@ SGD (torch.optim.SGD):   g <- g + wd p;  with momentum mu:  buf <- g at the firs
 Adam (torch.optim.Adam): g <- g + wd p (L2, not AdamW);  m <- m + (1-b1)(g - m) (torch's lerp);
                          v <- b2 v + (1-b2) g^2;  p <- p - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
 All arithmetic is in the parameters' dtype (hyper-parameters are Python floats).
+
+Each ``step`` loops over ``pieces``: the tensors one by one, or, when they are MLP.params and the
+gradients are what MLP._backprop returns (views of one flat array each), chunks of those flat arrays:
+the same formulas in a few NumPy calls for all tensors (see manual/flat.py).
 """
 from __future__ import annotations
 
 import math
 
 import numpy as np
+
+from .flat import flat_base, pieces, state_like
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
 
@@ -36,21 +42,26 @@ class SGD:
         if nesterov and self.momentum == 0:
             raise ValueError("nesterov=True needs momentum > 0 (as torch.optim.SGD)")
         self.nesterov = bool(nesterov)
-        self.buf = [None] * len(params)
+        self.buf = [None] * len(params)   # momentum buffers, made at the first step (as torch)
+        self._flat = flat_base(params)    # the flat array the params are views of (MLP.params), else None
+        self._flat_buf = None
 
     def step(self, grads):
         lr, mu, wd = self.lr, self.momentum, self.weight_decay
-        for i, (p, g) in enumerate(zip(self.params, grads)):
+        first = bool(mu) and self.buf[0] is None
+        if first:
+            self._flat_buf, self.buf = state_like(self.params, self._flat)
+        for p, g, buf in pieces(self.params, self._flat, grads, (self._flat_buf, self.buf)):
             if wd:
-                g = g + wd * p
+                g = g + wd * p                       # g <- g + wd p
             if mu:
-                if self.buf[i] is None:
-                    self.buf[i] = g.copy()
+                if first:
+                    buf[...] = g                     # buf <- g at the first step
                 else:
-                    self.buf[i] *= mu
-                    self.buf[i] += g
-                g = g + mu * self.buf[i] if self.nesterov else self.buf[i]
-            p -= lr * g
+                    buf *= mu                        # buf <- mu buf + g, in place
+                    buf += g
+                g = g + mu * buf if self.nesterov else buf
+            p -= lr * g                              # p <- p - lr g, in place
 
 
 class Adam:
@@ -64,21 +75,22 @@ class Adam:
         self.eps = _nonneg("eps", eps)
         self.weight_decay = _nonneg("weight_decay", weight_decay)
         self.t = 0
-        self.m = [np.zeros_like(p) for p in params]
-        self.v = [np.zeros_like(p) for p in params]
+        self._flat = flat_base(params)    # the flat array the params are views of (MLP.params), else None
+        self._flat_m, self.m = state_like(params, self._flat)
+        self._flat_v, self.v = state_like(params, self._flat)
 
     def step(self, grads):
         self.t += 1
         b1, b2, wd = self.beta1, self.beta2, self.weight_decay
         step_size = self.lr / (1 - b1 ** self.t)
         bc2_sqrt = math.sqrt(1 - b2 ** self.t)
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+        for p, g, m, v in pieces(self.params, self._flat, grads, (self._flat_m, self.m), (self._flat_v, self.v)):
             if wd:
-                g = g + wd * p
-            m += (1 - b1) * (g - m)
+                g = g + wd * p                                           # g <- g + wd p
+            m += (1 - b1) * (g - m)                                      # m <- m + (1-b1)(g - m)
             v *= b2
-            v += (1 - b2) * (g * g)
-            p -= step_size * (m / (np.sqrt(v) / bc2_sqrt + self.eps))
+            v += (1 - b2) * (g * g)                                      # v <- b2 v + (1-b2) g^2
+            p -= step_size * (m / (np.sqrt(v) / bc2_sqrt + self.eps))   # p <- p - lr_t m / (sqrt(v_t) + eps)
 
 
 def make_optimizer(name: str, params, lr: float, momentum: float = 0.9, weight_decay: float = 0.0,

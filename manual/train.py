@@ -95,8 +95,8 @@ def train(net: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, opt
         order = epoch_orders(n, epochs, B, seed, shuffle)
     else:
         order = np.asarray(order)
-        if order.shape != (epochs, n) or order.dtype.kind not in "iu" or not all(
-                np.array_equal(np.sort(o), np.arange(n)) for o in order):
+        if order.shape != (epochs, n) or order.dtype.kind not in "iu" or not (
+                np.sort(order, axis=1) == np.arange(n)).all():  # every row a permutation, checked at once
             raise ValueError(f"order must be {epochs} permutations of range({n}) (shape ({epochs}, {n})), "
                              f"got shape {order.shape}")
     opt = make_optimizer(optimizer, net.params, lr, momentum, weight_decay, betas, eps)
@@ -104,40 +104,44 @@ def train(net: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, opt
         drop_rng = np.random.default_rng([seed, 1])
         masks = lambda step, layer, shape: dropout_mask(drop_rng, dropout, shape, net.dtype)  # noqa: E731
     Y = one_hot(y, net.sizes[-1], net.dtype)  # built once, rows picked per batch
+    canonical = (order == np.arange(n)).all(axis=1) if B == n else None  # full-batch epochs in row order
     hist = History()
     best_err, since_best, step = math.inf, 0, 0
-    for epoch in range(1, epochs + 1):
-        for start in range(0, n, B):
-            idx = order[epoch - 1, start:start + B]
-            if B == n and start == 0 and np.array_equal(idx, np.arange(n)):
-                Xb, Yb, yb = X, Y, y                                # full batch, canonical order: no copy
-            else:
-                Xb, Yb, yb = X[idx], Y[idx], y[idx]
-            m = None if not dropout else [masks(step, l, (len(idx), net.sizes[l])) for l in range(1, net.L)]
-            net._forward(Xb, m)
-            loss = net.loss_f(net.z[net.L], net.a[net.L], Yb, yb)
-            if not math.isfinite(loss):
-                raise TrainingDiverged(f"the loss became {loss} at step {step} (epoch {epoch}); "
-                                       f"lower the learning rate (lr={lr}) or standardise the inputs")
-            opt.step(net._backprop(Yb, yb))
-            hist.loss.append(loss)
-            hist.schedule.append(idx.tolist())
-            if callback is not None:
-                callback(step, net, loss)
-            step += 1
-        hist.epochs_run = epoch
-        hist.train_accuracy.append(accuracy(net._forward(X), y))
-        if X_val is not None:
-            err = error_rate(net._forward(X_val), y_val)
-            hist.val_accuracy.append(accuracy(net.a[net.L], y_val))
-            if patience is not None:
-                if err < best_err:
-                    best_err, since_best, hist.best_epoch, hist.best_weights = err, 0, epoch, net.weights()
+    try:
+        for epoch in range(1, epochs + 1):
+            for start in range(0, n, B):
+                idx = order[epoch - 1, start:start + B]
+                if B == n and canonical[epoch - 1]:
+                    Xb, Yb, yb = X, Y, y                                # full batch, canonical order: no copy
                 else:
-                    since_best += 1
-                    if since_best >= patience:
-                        hist.stopped_early = True
-                        break
+                    Xb, Yb, yb = X[idx], Y[idx], y[idx]
+                m = None if not dropout else [masks(step, l, (len(idx), net.sizes[l])) for l in range(1, net.L)]
+                net._forward(Xb, m, reuse=True)  # into arrays kept for this batch size: nobody keeps a step's
+                loss = net.loss_f(net.z[net.L], net.a[net.L], Yb, yb)
+                if not math.isfinite(loss):
+                    raise TrainingDiverged(f"the loss became {loss} at step {step} (epoch {epoch}); "
+                                           f"lower the learning rate (lr={lr}) or standardise the inputs")
+                opt.step(net._backprop(Yb, yb))
+                hist.loss.append(loss)
+                hist.schedule.append(idx.tolist())
+                if callback is not None:
+                    callback(step, net, loss)
+                step += 1
+            hist.epochs_run = epoch
+            hist.train_accuracy.append(accuracy(net._forward(X), y))
+            if X_val is not None:
+                err = error_rate(net._forward(X_val), y_val)
+                hist.val_accuracy.append(accuracy(net.a[net.L], y_val))
+                if patience is not None:
+                    if err < best_err:
+                        best_err, since_best, hist.best_epoch, hist.best_weights = err, 0, epoch, net.weights()
+                    else:
+                        since_best += 1
+                        if since_best >= patience:
+                            hist.stopped_early = True
+                            break
+    finally:
+        net._buffers.clear()  # the step buffers live as long as this call (net.delta etc. keep theirs)
     if patience is not None and hist.best_weights is not None:
         net.set_weights(hist.best_weights)
         hist.restored_best = True
