@@ -9,14 +9,11 @@ at a half-written file.  results.json holds no timestamps or timings: one seed, 
 """
 from __future__ import annotations
 
-import base64
 import hashlib
-import html
 import json
 import math
 import multiprocessing as mp
 import os
-import re
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -31,11 +28,7 @@ from . import figures
 from . import harness as H
 from . import tolerances as tol
 from .data import CLASS_NAMES, SLIDE_FLOWERS, SLIDE_LABELS, SLIDE_MISPRINTS, SLIDE_PROBS, iris_split, slide_weights
-
-FIGURES = {"loss.png": "Training loss of both implementations",
-           "errors.png": "Per-layer forward and gradient errors",
-           "divergence.png": "Parameter divergence per step",
-           "confusion.png": "Confusion matrices on the test split"}
+from .report_text import FIGURES, blocks, render_html, render_md, terminal_summary
 
 
 def _umask() -> int:
@@ -86,7 +79,7 @@ def _torch_probs(weights, spec: H.Spec, X) -> np.ndarray:
         return model.output(model(torch.as_tensor(X, device=dev))).cpu().numpy()
 
 
-def test_predictions(spec: H.Spec, traj: H.Trajectory, data) -> dict:
+def test_split_predictions(spec: H.Spec, traj: H.Trajectory, data) -> dict:
     """Both implementations' outputs on the test split, with the weights each trainer returns."""
     out = {"rows": data.test_rows.tolist(), "y": data.y_test.tolist()}
     for name, run in (("manual", traj.manual), ("torch", traj.torch)):
@@ -166,240 +159,6 @@ def _summary(traj: H.Trajectory, sec: H.Section) -> dict:
             "test_accuracy": {"manual": m.val_accuracy, "torch": t.val_accuracy}}
 
 
-# ---- markdown and HTML from one list of blocks -----------------------------------------------
-def _inline_html(text: str) -> str:
-    t = html.escape(text, quote=False)
-    t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t).replace("\\*", "*")
-    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t)
-
-
-def render_md(blocks) -> str:
-    out = []
-    for kind, *a in blocks:
-        if kind == "h":
-            out.append("#" * a[0] + " " + a[1])
-        elif kind == "p":
-            out.append(a[0])
-        elif kind == "ul":
-            out.append("\n".join(f"- {x}" for x in a[0]))
-        elif kind == "pre":
-            out.append(f"```{a[1]}\n{a[0]}\n```")
-        elif kind == "img":
-            out.append(f"![{a[1]}]({a[0]})")
-        elif kind == "table":
-            head, rows = a
-            cell = lambda x: str(x).replace("|", "\\|")  # noqa: E731
-            out.append("\n".join(["| " + " | ".join(map(cell, head)) + " |", "|" + " --- |" * len(head)]
-                                 + ["| " + " | ".join(map(cell, r)) + " |" for r in rows]))
-    return "\n\n".join(out) + "\n"
-
-
-CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45;"
-       "color:#222}table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #ccc;"
-       "padding:.25em .6em;text-align:left}th{background:#f3f3f3}code,pre{background:#f6f6f6;font-size:.9em}"
-       "pre{padding:.8em;overflow-x:auto}img{max-width:100%;border:1px solid #eee}"
-       ".agree{color:#176f2c}.disagree{color:#b00020}")
-
-
-def render_html(blocks, out: Path, title: str) -> str:
-    body = []
-    for kind, *a in blocks:
-        if kind == "h":
-            cls = "" if a[0] != 1 else f' class="{"agree" if "AGREE" in a[1] and "DIS" not in a[1] else "disagree"}"'
-            body.append(f"<h{a[0]}{cls}>{_inline_html(a[1])}</h{a[0]}>")
-        elif kind == "p":
-            body.append(f"<p>{_inline_html(a[0])}</p>")
-        elif kind == "ul":
-            body.append("<ul>" + "".join(f"<li>{_inline_html(x)}</li>" for x in a[0]) + "</ul>")
-        elif kind == "pre":
-            body.append(f"<pre><code>{html.escape(a[0])}</code></pre>")
-        elif kind == "img":
-            data = base64.b64encode((out / a[0]).read_bytes()).decode()
-            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(a[1])}">'
-                        f"<figcaption>{html.escape(a[1])}</figcaption></figure>")
-        elif kind == "table":
-            head, rows = a
-            body.append("<table><tr>" + "".join(f"<th>{_inline_html(str(h))}</th>" for h in head) + "</tr>"
-                        + "".join("<tr>" + "".join(f"<td>{_inline_html(str(c))}</td>" for c in r) + "</tr>"
-                                  for r in rows) + "</table>")
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
-            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-
-
-def _e(x) -> str:
-    return "—" if x is None else (f"{x:.2e}" if isinstance(x, float) else str(x))
-
-
-def _check_rows(sec: H.Section):
-    return [[sec.name, _e(c.layer), c.tensor, "×".join(map(str, c.shape)) or "scalar", _e(c.max_abs), _e(c.rel),
-             _e(c.torch_rel), _e(c.allowed), "yes" if c.ok else "**NO**"] for c in sec.checks]
-
-
-def blocks(r: dict, res: H.CheckResult, spec: H.Spec, files: dict) -> list:
-    cfg, f32 = r["config"], spec.dtype == "float32"
-    verdict = "AGREE" if r["agree"] else "DISAGREE"
-    bad = [k for k, v in r["parts"].items() if not v]
-    B = [("h", 1, f"Hand-written back-propagation vs torch on iris: {verdict}")]
-    B.append(("p", "**Verdict:** " + ("every compared quantity is within its tolerance: " + ", ".join(r["parts"])
-                                      if r["agree"] else "disagreement in " + ", ".join(bad)) + "."))
-    hid = "-".join(map(str, spec.sizes))
-    batch = (f"full batch ({120} rows per step: gradient descent)" if spec.batch_size is None
-             else f"{spec.batch_size} rows per step, reshuffled every epoch (seeded)")
-    B += [("h", 2, "Configuration"), ("table", ["option", "value"], [
-        ["layers", f"{hid} (`W^l` shaped `(n_l, n_(l-1))`, as `torch.nn.Linear.weight`)"],
-        ["hidden activation / output / loss", f"{spec.activation} / {spec.output} / {spec.loss} (mean over the batch)"],
-        ["optimizer", f"{spec.optimizer}, lr {spec.lr:g}" + (f", momentum {spec.momentum:g}"
-                                                            if spec.optimizer in ("momentum", "nesterov") else "")
-         + (f", weight decay {spec.weight_decay:g}" if spec.weight_decay else "")],
-        ["batches", batch], ["epochs / steps", f"{spec.epochs} / {res.steps}"],
-        ["early stopping", "off" if spec.patience is None else f"patience {spec.patience} on the test-split error rate"],
-        ["dropout", f"{spec.dropout:g}"], ["dtype", spec.dtype],
-        ["initial weights", spec.weights_file or f"{spec.init} scheme, seed {spec.seed}"],
-        ["inputs", "standardised (training-split statistics)" if spec.standardize else "raw iris features, as the slides"],
-        ["data", "iris: train = first 40 flowers of each species (120), test = last 10 of each (30)"],
-        ["device (torch side)", spec.device]])]
-    conv = ["The loss is the **mean** over the batch, as torch's default reduction, so `δ^l` carries 1/n.",
-            "An error is normwise relative, `max|manual − torch| / max|torch|` per tensor; NaN or Inf is a failure.",
-            f"float64 tolerance: {tol.FLOAT64_RTOL:g} relative. Along a trajectory the allowance is the larger of that"
-            f" and {tol.FLOAT64_ORDER:g}× a measured noise floor: torch restarted 1 ulp away with one rounding error "
-            "added to each gradient (the float64 noise run).",
-            f"float32 is judged against a float64 reference of the same problem; torch's own float32 error against "
-            f"that reference is the noise floor, and manual may be at most {tol.FLOAT32_ORDER:g}× it "
-            f"(floor at least {tol.FLOAT32_MIN_FLOOR:.1e})."]
-    if spec.patience is not None:
-        conv.append("Early stopping watches the **test split** (the lecture has no validation split), "
-                    "so the test accuracy below is optimistic.")
-    B += [("h", 2, "Conventions"), ("ul", conv)]
-    # forward and gradients
-    head = ["section", "layer", "tensor", "shape", "max abs", "relative", "noise floor", "allowed", "ok"]
-    B += [("h", 2, "Forward pass and gradients"),
-          ("p", f"One forward and backward pass on the 120 training flowers from the shared initial weights, "
-                f"{spec.dtype}. Finite differences are a third opinion on manual's gradients (float64 central "
-                f"differences, relative to the largest gradient entry)."),
-          ("img", "errors.png", FIGURES["errors.png"]),
-          ("table", head, _check_rows(res.forward) + _check_rows(res.gradients) + _check_rows(res.finite_differences))]
-    for sec in (res.forward, res.gradients, res.finite_differences):
-        if sec.notes:
-            B.append(("ul", [f"{sec.name}: {n}" for n in sec.notes]))
-    # trajectory
-    t = r["trajectory_summary"]
-    fail = t["first_failing_step"]
-    B += [("h", 2, "Training trajectory"),
-          ("p", f"Both implementations train from the same initial weights on the same schedule "
-                f"({t['steps']} steps); after every step every parameter is compared."),
-          ("ul", [f"largest parameter divergence: {_e(t['max_param_divergence'])} (step {t['at_step']}); "
-                  f"largest noise floor: {_e(t['max_noise_floor'])}",
-                  f"largest loss difference: {_e(t['max_loss_abs_diff'])} "
-                  f"({t['equal_loss_steps']} of {t['steps']} losses bit-identical)",
-                  "first failing step: " + ("none" if fail is None else f"**{fail}** — "
-                                            + _failure_text(res.trajectory.first_failure)),
-                  f"epochs run: manual {t['epochs_run']['manual']}, torch {t['epochs_run']['torch']}"
-                  + ("" if spec.patience is None else f"; best epoch manual {t['best_epoch']['manual']}, "
-                     f"torch {t['best_epoch']['torch']} (restored)")]),
-          ("img", "loss.png", FIGURES["loss.png"]),
-          ("table", ["tensor", "worst step", "max abs", "relative", "noise floor", "allowed", "ok"],
-           [[c.tensor, _e(c.step), _e(c.max_abs), _e(c.rel), _e(c.torch_rel), _e(c.allowed),
-             "yes" if c.ok else "**NO**"] for c in res.trajectory.checks])]
-    if res.trajectory.notes:
-        B.append(("ul", res.trajectory.notes))
-    B.append(("img", "divergence.png", FIGURES["divergence.png"]))
-    if r["companion"] is not None:
-        c = r["companion"]
-        B.append(("p", f"Companion run in {c['dtype']} (same spec, same seed): "
-                       f"{'agrees' if c['agree'] else '**disagrees**'}; largest divergence "
-                       f"{_e(c['summary']['max_param_divergence'])} against noise floor "
-                       f"{_e(c['summary']['max_noise_floor'])}" + ("" if c["summary"]["first_failing_step"] is None
-                       else f", first failing step {c['summary']['first_failing_step']}") + "."))
-    # test split
-    te = r["test"]
-    B += [("h", 2, "Test accuracy and predictions"),
-          ("p", f"Test split (30 flowers): manual {te['manual']['correct']}/30, torch {te['torch']['correct']}/30 "
-                f"(weights: manual {te['manual']['weights']}, torch {te['torch']['weights']}). "
-                f"Training split after the last epoch: manual {_pct(t['train_accuracy']['manual'])}, "
-                f"torch {_pct(t['train_accuracy']['torch'])}."),
-          ("img", "confusion.png", FIGURES["confusion.png"]),
-          ("table", ["#", "iris row", "true", "manual", "manual a^L", "torch", "torch a^L", "same"],
-           [[i, row, CLASS_NAMES[y], CLASS_NAMES[pm], f"{te['manual']['output'][i][pm]:.6f}", CLASS_NAMES[pt],
-             f"{te['torch']['output'][i][pt]:.6f}", "yes" if pm == pt else "**NO**"]
-            for i, (row, y, pm, pt) in enumerate(zip(te["rows"], te["y"], te["manual"]["pred"], te["torch"]["pred"]))])]
-    if r["slide"] is not None:
-        B += _slide_blocks(r["slide"])
-    B += [("h", 2, "Files"), ("table", ["file", "what", "sha256 (first 16)"],
-                              [[f"`{k}`", v[0], v[1][:16]] for k, v in files.items()])]
-    rp = r["replay"]
-    sched = ("`schedule` in results.json lists the training-split rows of every step, as indices into the "
-             "training split in its canonical order (the first 40 flowers of each species, `load_iris()` order).")
-    if rp is None:
-        B.append(("p", sched + f" This run uses {spec.optimizer}"
-                  + (", weight decay" if spec.weight_decay else "") + (", dropout" if spec.dropout else "")
-                  + ", so replaying it needs that optimiser's state (and the dropout masks), not plain SGD."))
-    else:
-        B += [("p", sched + f" Replayed here with plain SGD from init.safetensors ({rp['steps']} steps): "
-                    + ("final-manual.safetensors **bit for bit**" if rp["manual_bit_identical"] else
-                       f"final-manual.safetensors **NOT** bit for bit (max abs {_e(rp['manual_max_abs'])})")
-                    + f"; final-torch.safetensors to {_e(rp['torch_rel'])} relative (allowed "
-                    f"{_e(rp['torch_allowed'])}: {'yes' if rp['torch_ok'] else '**NO**'}). The replay:"),
-              ("pre", REPLAY, "python")]
-    env = {**r["environment"], "cpu": _cpu()}
-    B += [("h", 2, "Environment"), ("table", ["", "version"], [[k, v] for k, v in env.items()])]
-    return B
-
-
-REPLAY = """import json
-from manual import MLP, load_weights
-from compare.data import iris_split
-r = json.load(open("results.json")); c = r["config"]
-net = MLP.from_weights(load_weights("init.safetensors"), c["activation"], c["output"], c["loss"])
-d = iris_split(c["dtype"], c["standardize"])
-for rows in r["schedule"]:
-    _, g = net.gradients(d.X_train[rows], d.y_train[rows])
-    for name, p in zip(net.names, net.params):
-        p -= c["lr"] * g[name]
-# net.weights() == load_weights("final-manual.safetensors")"""
-
-
-def _cpu() -> str:
-    try:
-        lines = Path("/proc/cpuinfo").read_text().splitlines()
-        return next(l.split(":", 1)[1].strip() for l in lines if l.startswith("model name")) + f", {os.cpu_count()} cores"
-    except (OSError, StopIteration):
-        return f"{os.cpu_count()} cores"
-
-
-def _pct(acc: list) -> str:
-    return f"{acc[-1]:.1%}" if acc else "—"
-
-
-def _failure_text(c: H.TensorCheck | None) -> str:
-    if c is None:
-        return ""
-    where = f"layer {c.layer}, " if c.layer is not None else ""
-    val = f"{c.index}: manual {c.manual!r} vs torch {c.torch!r}" if c.index else ""
-    return f"{where}{c.tensor}{val} (relative {_e(c.rel)}, allowed {_e(c.allowed)})"
-
-
-def _slide_blocks(s: dict) -> list:
-    rows = []
-    for i, (x, y) in enumerate(zip(s["flowers"], s["labels"])):
-        for j in range(3):
-            star = " *" if [i, j] in s["misprints"] else ""
-            rows.append([i + 1 if j == 0 else "", str(x) if j == 0 else "", CLASS_NAMES[y] if j == 0 else "",
-                         CLASS_NAMES[j], f"{s['printed'][i][j]:.8e}{star}", f"{s['manual'][i][j]:.8e}",
-                         f"{s['torch'][i][j]:.8e}", f"{s['rel_to_printed'][i][j]:.1e}"])
-    mis = "; ".join(f"[{i},{j}] printed {s['printed'][i][j]:.8e}, recomputed {s['manual'][i][j]:.9f}"
-                    for i, j in s["misprints"])
-    return [("h", 2, "The slide's six flowers"),
-            ("p", f"The slide's printed weights (transposed into this layout) on its six flowers, float64. manual vs "
-                  f"torch: relative {_e(s['manual_vs_torch_rel'])} (allowed {_e(s['allowed'])}): "
-                  f"{'agree' if s['agree'] else '**DISAGREE**'}. Both match the printed probabilities to about "
-                  f"{s['significant_digits']} significant digits (largest relative difference "
-                  f"{_e(s['max_rel_to_printed_excluding_misprints'])}, the known misprint excepted), consistent with "
-                  f"the slide's float32 computation and print (float32 eps = {np.finfo(np.float32).eps:.1e}). Predicted "
-                  f"classes: {', '.join(CLASS_NAMES[k] for k in s['predicted'])}."),
-            ("table", ["flower", "features", "true", "class", "slide (printed)", "manual", "torch", "rel. to slide"], rows),
-            ("p", f"\\* a known misprint on the slide (the slide dropped a digit): {mis}.")]
-
-
 # ---- the command -----------------------------------------------------------------------------
 class _Stages:
     """A tqdm bar over the report's stages, shown only when stderr is a terminal."""
@@ -408,7 +167,7 @@ class _Stages:
         from tqdm import tqdm
 
         self.bar = tqdm(total=total, disable=not sys.stderr.isatty(), file=sys.stderr, leave=False,
-                        bar_format="{desc:<28}{bar:30} {n_fmt}/{total_fmt} [{elapsed}]")
+                        bar_format="{desc:<30}{bar:30} {n_fmt}/{total_fmt} [{elapsed}]")
         self.started = False
 
     def __call__(self, stage: str):
@@ -422,64 +181,6 @@ class _Stages:
         self.bar.close()
 
 
-def _sha(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def write_report(spec: H.Spec, out: Path, slide: bool = True, companion: bool = True, stream=None) -> bool:
-    """Run the check (and the companion dtype, the slide) and write the report into ``out``.
-    Returns True when everything agrees."""
-    import torch
-    import torch._dynamo  # noqa: F401  (torch.optim imports it on first use: once here, before the fork)
-
-    stream = stream or sys.stdout
-    t0 = time.perf_counter()
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: extra threads only cost, and can spin badly on a busy machine
-    data = iris_split(spec.dtype, spec.standardize)
-    job = _Companion(replace(spec, dtype=_other(spec.dtype))) if companion else None
-    stage = _Stages(7 + companion + slide)  # after the fork: tqdm's monitor thread must not be forked
-    comp = None
-    try:
-        res, traj = H.run_check(spec, data, progress=stage)
-        if slide:
-            stage("slide flowers")
-        sl = slide_flowers(spec) if slide else None
-        stage("test predictions")
-        te = test_predictions(spec, traj, data)
-        stage("figures")
-        figs = main_figures(spec, res, traj, te)  # while the companion may still run
-        if companion:
-            stage(f"companion run ({_other(spec.dtype)})")
-            comp = job.result()
-        stage("figures")
-        figs["divergence.png"] = divergence_figure(spec, res, traj, comp)
-        for name in FIGURES:
-            write_file(out / name, figs[name])
-        stage("weights")
-        files = _write_weights(out, spec, traj)
-        stage("replay")
-        allowed = tol.FLOAT64_RTOL if spec.dtype == "float64" else tol.float32_allowed(0.0)
-        if traj.steps:
-            allowed = max(allowed, float(allowance_per_step(traj, spec.dtype)[-1]))
-        rp = replay(spec, out, traj.schedule, data, allowed)
-        stage("report")
-        r = results(spec, res, traj, comp, te, sl, files, rp)
-        write_file(out / "results.json", dump_json(r).encode())
-        files = {"results.json": ("everything above as data, with `schedule`", _sha(out / "results.json")),
-                 **{k: (v, _sha(out / k)) for k, v in FIGURES.items()}, **files}
-        b = blocks(r, res, spec, files)
-        write_file(out / "report.md", render_md(b).encode())
-        write_file(out / "report.html", render_html(b, out, b[0][2]).encode())
-    finally:
-        if job is not None:
-            job.cancel()
-        stage.close()
-        torch.set_num_threads(threads)
-    print(terminal_summary(r, out, time.perf_counter() - t0), file=stream)
-    return r["agree"]
-
-
 def _companion(cspec: H.Spec) -> H.Trajectory:
     import torch
 
@@ -488,9 +189,9 @@ def _companion(cspec: H.Spec) -> H.Trajectory:
 
 
 class _Companion:
-    """The companion trajectory (as long as the main one), computed in a forked process beside the main
-    run where fork exists and there is a second core, else in this process on ``result()``.  One torch
-    thread either way, so the results are identical."""
+    """The companion trajectory in the other dtype (as long as the main one), computed in a forked process
+    beside the main run where fork exists and there is a second core, else in this process on ``result()``.
+    One torch thread either way, so the results are the same bits."""
 
     def __init__(self, cspec: H.Spec):
         self.cspec, self.pool = cspec, None
@@ -510,62 +211,81 @@ class _Companion:
             self.pool = None
 
 
-def dump_json(r, depth: int = 0) -> str:
-    """results.json: dicts and lists of dicts one entry per line, anything short or numeric on one line."""
-    flat = json.dumps(r, separators=(", ", ": "), allow_nan=False)
-    pad = " " * (depth + 1)
-    if isinstance(r, dict) and r and len(flat) > 100:
-        items = [f"{pad}{json.dumps(k)}: {dump_json(v, depth + 1)}" for k, v in r.items()]
-    elif isinstance(r, list) and any(isinstance(v, dict) for v in r):
-        items = [pad + dump_json(v, depth + 1) for v in r]
-    else:
-        return flat + ("\n" if depth == 0 else "")
-    o, c = "{}" if isinstance(r, dict) else "[]"
-    return o + "\n" + ",\n".join(items) + "\n" + " " * depth + c + ("\n" if depth == 0 else "")
+def write_report(spec: H.Spec, out: Path, slide: bool = True, companion: bool = True, stream=None) -> bool:
+    """Run the check (with the companion run in the other dtype, the slide's flowers) and write the report
+    into ``out`` (see the module docstring).  Returns True when everything agrees."""
+    import torch
+    import torch._dynamo  # noqa: F401  (torch.optim imports it on first use: once here, before the fork)
 
-
-def main_figures(spec, res, traj, te) -> dict[str, bytes]:
-    def checks(sec):
-        return [{"tensor": c.tensor, "layer": c.layer, "rel": c.rel, "allowed": c.allowed, "floor": c.torch_rel}
-                for c in sorted(sec.checks, key=lambda c: (c.layer or 99))]
-
-    return {"loss.png": figures.loss_curves(traj.manual.loss, traj.torch.loss, spec.dtype),
-            "errors.png": figures.tensor_errors([("forward: z, a per layer, loss", checks(res.forward)),
-                                                 ("gradients: δ, ∂C/∂W, ∂C/∂b per layer", checks(res.gradients))],
-                                                spec.dtype),
-            "confusion.png": figures.confusion(
-                te["y"], {f"manual ({te['manual']['weights']})": te["manual"]["pred"],
-                          f"torch ({te['torch']['weights']})": te["torch"]["pred"]},
-                CLASS_NAMES, "Test split (30 flowers): true class vs predicted")}
-
-
-def divergence_figure(spec, res, traj, comp) -> bytes:
-    panels = [_panel(spec.dtype, traj, res.trajectory)]
-    if comp is not None:
-        panels.append(_panel(_other(spec.dtype), comp, comp.section))
-    return figures.divergence(sorted(panels, key=lambda p: p["dtype"], reverse=True))  # float64 on top
-
-
-def _other(dtype: str) -> str:
-    return "float32" if dtype == "float64" else "float64"
-
-
-def _panel(dtype: str, traj: H.Trajectory, sec: H.Section) -> dict:
-    f32 = dtype == "float32"
-    return {"dtype": dtype,
-            "title": (f"float32: both float32 runs against a float64 reference run" if f32
-                      else "float64: manual against torch"),
-            "manual": traj.param_rel_per_step, "allowance": allowance_per_step(traj, dtype),
-            "manual_label": "manual float32 vs float64 reference" if f32 else "manual vs torch",
-            "floor": traj.floor_per_step,
-            "floor_label": ("noise run: torch float32 + rounding noise, vs float64 reference (noise floor)" if f32
-                            else "noise run: torch 1 ulp away + rounding noise, vs torch (noise floor)"),
-            "first_failure": None if sec.first_failure is None else sec.first_failure.step}
+    t0 = time.perf_counter()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: extra threads only cost, and can spin badly on a busy machine
+    data = iris_split(spec.dtype, spec.standardize)
+    cspec = replace(spec, dtype="float32" if spec.dtype == "float64" else "float64")
+    job = _Companion(cspec) if companion else None
+    stage = _Stages(7 + companion + slide)  # after the fork: tqdm's monitor thread must not be forked
+    try:
+        res, traj = H.run_check(spec, data, progress=stage)
+        r = {"agree": None, "parts": None, "config": None, "environment": None,
+             **{k: v for k, v in res.to_dict().items() if k not in ("agree", "steps")}}
+        r["environment"]["cpu"] = _cpu()
+        r["trajectory_summary"] = _summary(traj, res.trajectory)
+        r["per_step"] = _per_step(traj, spec.dtype)
+        stage("test predictions")
+        r["test"], r["class_names"] = test_split_predictions(spec, traj, data), list(CLASS_NAMES)
+        if slide:
+            stage("slide's six flowers")
+        r["slide"] = slide_flowers(spec) if slide else None
+        stage("figures")
+        r = _jsonable(r)
+        figs = figures.report_figures(r, ["loss.png", "errors.png", "confusion.png"])  # while the companion runs
+        r["companion"] = None
+        if job is not None:
+            stage(f"companion run ({cspec.dtype})")
+            comp = job.result()
+            r["companion"] = _jsonable({"dtype": cspec.dtype, "agree": comp.section.agree,
+                                        "trajectory": asdict(comp.section), "summary": _summary(comp, comp.section),
+                                        "per_step": _per_step(comp, cspec.dtype)})
+        stage("figures")
+        figs.update(figures.report_figures(r, ["divergence.png"]))
+        for name in FIGURES:
+            write_file(out / name, figs[name])
+        stage("weights")
+        files = _write_weights(out, spec, traj)
+        stage("replay of the schedule")
+        allowed = max(tol.FLOAT64_RTOL if spec.dtype == "float64" else tol.float32_allowed(0.0),
+                      float(r["per_step"]["allowance"][-1]))
+        r["replay"] = _jsonable(replay(spec, out, traj.schedule, data, allowed))
+        stage("report")
+        r["parts"] = {"forward": res.forward.agree, "gradients": res.gradients.agree,
+                      "finite differences": res.finite_differences.agree,
+                      f"trajectory ({spec.dtype})": res.trajectory.agree}
+        if r["companion"] is not None:
+            r["parts"][f"trajectory ({cspec.dtype} companion)"] = r["companion"]["agree"]
+        if r["slide"] is not None:
+            r["parts"]["slide's six flowers"] = r["slide"]["agree"]
+        if r["replay"] is not None:
+            r["parts"]["replay of the schedule"] = r["replay"]["manual_bit_identical"] and r["replay"]["torch_ok"]
+        r["agree"] = all(r["parts"].values())
+        r["files"] = {**{k: {"what": v, "sha256": _sha(out / k)} for k, v in FIGURES.items()}, **files}
+        r["schedule"] = traj.schedule
+        write_file(out / "results.json", dump_json(r).encode())
+        b = blocks({**r, "files": {"results.json": {"what": "everything in this report as data, with `schedule`",
+                                                    "sha256": _sha(out / "results.json")}, **r["files"]}})
+        write_file(out / "report.md", render_md(b).encode())
+        write_file(out / "report.html", render_html(b, out).encode())
+    finally:
+        if job is not None:
+            job.cancel()
+        stage.close()
+        torch.set_num_threads(threads)
+    print(terminal_summary(r, out, time.perf_counter() - t0), file=stream or sys.stdout)
+    return r["agree"]
 
 
 def _write_weights(out: Path, spec: H.Spec, traj: H.Trajectory) -> dict:
-    meta = lambda what: {"description": f"{what}; config {json.dumps(H._jsonable(asdict(spec)), sort_keys=True)}"}  # noqa: E731
-    files = {"init.safetensors": (_canonical(H.initial_weights(spec)), "the shared initial weights"),
+    config = json.dumps(_jsonable(asdict(spec)), sort_keys=True)
+    files = {"init.safetensors": (H.initial_weights(spec), "the shared initial weights"),
              "final-manual.safetensors": (traj.manual.final, "manual's weights after the last step of `schedule`"),
              "final-torch.safetensors": (traj.torch.final, "torch's weights after the last step of `schedule`")}
     for name, run in (("manual", traj.manual), ("torch", traj.torch)):
@@ -575,59 +295,44 @@ def _write_weights(out: Path, spec: H.Spec, traj: H.Trajectory) -> dict:
         elif path.exists():
             path.unlink()  # stale, from an earlier report with early stopping
     for name, (w, what) in files.items():
-        manual.save_weights(out / name, _canonical(w), metadata=meta(what))
+        manual.save_weights(out / name, _canonical(w), metadata={"description": f"{what}; config {config}"})
         os.chmod(out / name, 0o666 & ~_umask())
-    return {name: (what, _sha(out / name)) for name, (w, what) in files.items()}
+    return {name: {"what": what, "sha256": _sha(out / name)} for name, (w, what) in files.items()}
 
 
-def results(spec, res, traj, comp, te, sl, files, rp) -> dict:
-    d = res.to_dict()
-    parts = {"forward": res.forward.agree, "gradients": res.gradients.agree,
-             "finite differences": res.finite_differences.agree, f"trajectory ({spec.dtype})": res.trajectory.agree}
-    if comp is not None:
-        parts[f"trajectory ({_other(spec.dtype)} companion)"] = comp.section.agree
-    if sl is not None:
-        parts["slide flowers"] = sl["agree"]
-    if rp is not None:
-        parts["replay of schedule"] = rp["manual_bit_identical"] and rp["torch_ok"]
-    r = {"agree": all(parts.values()), "parts": parts, "config": d["config"], "environment": d["environment"],
-         "forward": d["forward"], "gradients": d["gradients"], "finite_differences": d["finite_differences"],
-         "trajectory": d["trajectory"], "trajectory_summary": _summary(traj, res.trajectory),
-         "per_step": _per_step(traj, spec.dtype),
-         "companion": None if comp is None else {
-             "dtype": _other(spec.dtype), "agree": comp.section.agree,
-             "trajectory": asdict(comp.section), "summary": _summary(comp, comp.section),
-             "per_step": _per_step(comp, _other(spec.dtype))},
-         "test": te, "slide": sl, "replay": rp, "files": {k: {"what": v[0], "sha256": v[1]} for k, v in files.items()},
-         "schedule": traj.schedule}
-    return H._jsonable(_lists(r))
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def _lists(x):
-    if isinstance(x, dict):
-        return {k: _lists(v) for k, v in x.items()}
-    if isinstance(x, (list, tuple)):
-        return [_lists(v) for v in x]
-    return x.tolist() if isinstance(x, np.ndarray) else x
+def _cpu() -> str:
+    try:
+        lines = Path("/proc/cpuinfo").read_text().splitlines()
+        model = next(line.split(":", 1)[1].strip() for line in lines if line.startswith("model name"))
+        return f"{model}, {os.cpu_count()} cores"
+    except (OSError, StopIteration):
+        return f"{os.cpu_count()} cores"
 
 
-def terminal_summary(r: dict, out: Path, seconds: float) -> str:
-    t, te = r["trajectory_summary"], r["test"]
-    worst = lambda k: max((c["rel"] for c in r[k]["checks"] if isinstance(c["rel"], float)), default=0.0)  # noqa: E731
-    lines = [f"{'AGREE' if r['agree'] else 'DISAGREE'}: manual and torch on iris, {t['steps']} steps "
-             f"({r['config']['dtype']}, {r['config']['optimizer']}, lr {r['config']['lr']:g})",
-             f"  forward {worst('forward'):.1e}, gradients {worst('gradients'):.1e}, "
-             f"finite differences {worst('finite_differences'):.1e}; trajectory max divergence "
-             f"{t['max_param_divergence']:.1e} (noise floor {t['max_noise_floor']:.1e})"
-             + ("" if t["first_failing_step"] is None else f", FIRST FAILING STEP {t['first_failing_step']}")]
-    if r["companion"] is not None:
-        c = r["companion"]
-        lines.append(f"  {c['dtype']} companion: {'agrees' if c['agree'] else 'DISAGREES'}, max divergence "
-                     f"{c['summary']['max_param_divergence']:.1e} (noise floor {c['summary']['max_noise_floor']:.1e})")
-    lines.append(f"  test accuracy: manual {te['manual']['correct']}/30, torch {te['torch']['correct']}/30"
-                 + ("" if r["slide"] is None else f"; slide flowers: manual vs torch "
-                    f"{r['slide']['manual_vs_torch_rel']:.1e}, {r['slide']['significant_digits']} digits of the slide"))
-    if not r["agree"]:
-        lines.append("  disagreeing: " + ", ".join(k for k, v in r["parts"].items() if not v))
-    lines.append(f"  report: {out / 'report.html'} (and report.md, results.json, figures, weights) in {seconds:.1f} s")
-    return "\n".join(lines)
+def _jsonable(x):
+    """numpy arrays to lists, then harness's JSON-safe mapping (NaN/Inf as strings)."""
+    def lists(v):
+        if isinstance(v, dict):
+            return {k: lists(w) for k, w in v.items()}
+        if isinstance(v, (list, tuple)):
+            return [lists(w) for w in v]
+        return v.tolist() if isinstance(v, np.ndarray) else v
+    return H._jsonable(lists(x))
+
+
+def dump_json(r, depth: int = 0) -> str:
+    """results.json: dicts and lists of dicts one entry per line, anything short or numeric on one line."""
+    flat = json.dumps(r, separators=(",", ":"), allow_nan=False)
+    pad = " " * (depth + 1)
+    if isinstance(r, dict) and r and len(flat) > 100:
+        items = [f"{pad}{json.dumps(k)}: {dump_json(v, depth + 1)}" for k, v in r.items()]
+    elif isinstance(r, list) and any(isinstance(v, dict) for v in r):
+        items = [pad + dump_json(v, depth + 1) for v in r]
+    else:
+        return flat + ("\n" if depth == 0 else "")
+    o, c = "{}" if isinstance(r, dict) else "[]"
+    return o + "\n" + ",\n".join(items) + "\n" + " " * depth + c + ("\n" if depth == 0 else "")
