@@ -14,15 +14,19 @@ import numpy as np
 # magnitude for that growth, and still sits 5+ orders below the smallest planted bug we catch.
 FLOAT64_RTOL = 1e-10
 
-# float64 trajectories where the dynamics amplify rounding (gradient descent at the edge of
-# stability: raw iris with lr >= 0.3, or lr = 0.2 after ~1000 epochs) drift apart by up to 1e-1
-# although every single step agrees to 1e-15.  There the floor is measured: torch restarted with
-# every initial weight moved 1 ulp and every gradient entry moved by one rounding error of a batch
-# sum (+-n * eps * max|g| for n rows, the classic bound for summing n terms) before every step.  (Adam is such an amplifier too: a gradient that cancels to
-# exactly 0 in one summation order and to 5e-17 in another becomes a step of lr * g / eps ~ 3e-10.)  Manual may differ from torch by at most FLOAT64_ORDER times that
-# twin's distance so far (measured: at most 4.8x on iris GD, lr 0.2-0.5), or FLOAT64_RTOL, whichever
-# is larger.  A planted bug differs by >1e-6 from the first step, while the floor is still ~1e-16.
-FLOAT64_ORDER = 10.0
+# Trajectories: some training runs amplify rounding (gradient descent at the edge of stability:
+# raw iris with lr >= 0.3, or lr = 0.2 after ~1200 epochs; SGD with momentum at lr 0.05).  There two
+# correct implementations drift apart exponentially, to ~1e-1, although every single step agrees to
+# 1e-15.  A noise run measures this: torch itself, restarted 1 ulp away and with one rounding-error
+# bound (+-k eps max|g|) added to every gradient before every step.  (Adam is such an amplifier too:
+# a gradient that cancels to exactly 0 in one summation order and to 5e-17 in another becomes a step
+# of lr * g / eps ~ 3e-10.)  From the first step where the noise run's divergence exceeds
+# NOISE_HORIZON * eps (rounding amplified a thousandfold), the steps are reported but not judged:
+# in exponential divergence the level at a given step depends on the exact perturbation (measured:
+# manual leads the noise run by 20-70 steps, by factors of 1-80), so no tolerance could be honest.
+# Before that step the normal tolerance applies.  Every planted bug shows at steps 1-2, where the
+# noise run is still ~1e-16 apart; stable runs (the defaults, the test matrix) never reach it.
+NOISE_HORIZON = 1e3
 
 # float32: no fixed constant.  Both float32 runs are compared with a float64 reference run of the
 # same problem (the same float32-rounded weights and inputs, computed in float64); torch's own
