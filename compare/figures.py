@@ -7,8 +7,10 @@ import io
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import Patch
 
-MANUAL, TORCH, FLOOR, ALLOW, FAIL = "#1f77b4", "#ff7f0e", "#7f7f7f", "#d62728", "#9467bd"
+MANUAL, TORCH, FLOOR, ALLOW, FAIL, FAIL_BAR = "#1f77b4", "#ff7f0e", "#7f7f7f", "#d62728", "#9467bd", "#e377c2"
 ZERO = 1e-18  # where an exact 0 is drawn on a log axis
 
 
@@ -58,33 +60,47 @@ def loss_curves(loss_manual, loss_torch, dtype: str) -> bytes:
 
 def tensor_errors(panels: list[tuple[str, list[dict]]], dtype: str) -> bytes:
     """Bars of manual's relative error per tensor (log scale), one panel per section.
-    Each item: {"tensor", "layer", "rel", "allowed", "floor" (float32: torch's own error, else None)}."""
+    Each item: {"tensor", "rel", "allowed", "floor" (float32: torch's own error, else None)}; a bar over its
+    allowance is pink, an exact 0 hatched at the bottom, NaN/Inf a labelled bar above everything."""
     fig = Figure(figsize=(10, 4.4), layout="constrained")
-    axes = fig.subplots(1, len(panels), squeeze=False, width_ratios=[max(len(c), 1) for _, c in panels])[0]
+    axes = fig.subplots(1, len(panels), squeeze=False, sharey=True,
+                        width_ratios=[max(len(c), 1) for _, c in panels])[0]
+    top, any_bad, any_floor = 0.0, False, False
     for ax, (title, checks) in zip(axes, panels):
         x = np.arange(len(checks))
         rel = np.array([c["rel"] for c in checks], dtype=np.float64)
         has_floor = any(c.get("floor") is not None for c in checks)
         w = 0.4 if has_floor else 0.7
-        shown = np.where(np.isfinite(rel) & (rel > 0), rel, ZERO)
-        bars = ax.bar(x - (w / 2 if has_floor else 0), shown, w, color=MANUAL, label="manual: relative error")
-        for b, r in zip(bars, rel):
+        allowed = np.array([c["allowed"] for c in checks], dtype=np.float64)
+        big = max(float(np.nanmax(np.where(np.isfinite(rel), rel, np.nan), initial=ZERO)), float(np.max(allowed)))
+        shown = np.where(np.isfinite(rel), np.maximum(rel, ZERO), big * 100)  # NaN/Inf: a bar above everything
+        bad = ~(rel <= allowed)
+        any_bad |= bool(bad.any())
+        bars = ax.bar(x - (w / 2 if has_floor else 0), shown, w, color=np.where(bad, FAIL_BAR, MANUAL))
+        for b, r, y in zip(bars, rel, shown):
+            if r == 0 or not np.isfinite(r):
+                ax.annotate("0" if r == 0 else str(r), (b.get_x() + b.get_width() / 2, y), ha="center",
+                            va="bottom", fontsize=8)
             if r == 0:
                 b.set_hatch("//")
                 b.set_alpha(0.4)
-                ax.annotate("0", (b.get_x() + b.get_width() / 2, ZERO), ha="center", va="bottom", fontsize=8)
         if has_floor:
             fl = np.array([c["floor"] if c.get("floor") is not None else np.nan for c in checks], dtype=np.float64)
-            ax.bar(x + w / 2, np.where(fl > 0, fl, ZERO), w, color=FLOOR, label="torch's own error (noise floor)")
-        allowed = [c["allowed"] for c in checks]
-        ax.scatter(x, allowed, marker="_", s=900, color=ALLOW, linewidths=2.5, zorder=3, label="allowed")
+            ax.bar(x + w / 2, np.where(fl > 0, fl, ZERO), w, color=FLOOR)
+            any_floor = True
+        ax.scatter(x, allowed, marker="_", s=900, color=ALLOW, linewidths=2.5, zorder=3)
         ax.set_yscale("log")
-        ax.set_ylim(ZERO / 3, max(max(allowed), np.nanmax(shown)) * 1e4)
+        top = max(top, float(np.max(shown)), float(np.max(allowed)))
         ax.set_xticks(x, [c["tensor"] for c in checks], rotation=0)
         ax.set_title(title)
         ax.grid(True, axis="y", which="major", alpha=0.3)
+    axes[0].set_ylim(ZERO / 3, top * 1e4)
     axes[0].set_ylabel("normwise relative error  max|m−t| / max|t|")
-    axes[-1].legend(loc="upper right", fontsize=8, markerscale=0.4, ncols=3 if has_floor else 2)
+    handles = [Patch(color=MANUAL, label="manual: relative error"),
+               Line2D([], [], color=ALLOW, marker="_", ls="", markersize=14, mew=2.5, label="allowed")]
+    handles += [Patch(color=FAIL_BAR, label="manual: over its allowance")] if any_bad else []
+    handles += [Patch(color=FLOOR, label="torch's own error (noise floor)")] if any_floor else []
+    axes[-1].legend(handles=handles, loc="upper right", fontsize=8, ncols=2)
     fig.suptitle(f"Per-layer errors of manual against torch, {dtype} (log scale; exact 0 hatched at {ZERO:g})")
     return _png(fig)
 
@@ -99,6 +115,9 @@ def divergence(panels: list[dict]) -> bytes:
         ax.plot(steps, _pos(p["manual"]), color=MANUAL, lw=1.2, label=p["manual_label"])
         ax.plot(steps, _pos(p["floor"]), color=FLOOR, lw=1.0, alpha=0.9, label=p["floor_label"])
         ax.plot(steps, _pos(p["allowance"]), color=ALLOW, lw=1.6, ls="--", label="allowance (the check's limit)")
+        if p.get("horizon") is not None:
+            ax.axvspan(p["horizon"], len(steps) - 1, color=FLOOR, alpha=0.15,
+                       label=f"from step {p['horizon']}: rounding amplified, reported but not judged")
         if p.get("first_failure") is not None:
             ax.axvline(p["first_failure"], color=FAIL, lw=2, label=f"first failing step ({p['first_failure']})")
         ax.set_yscale("log")
@@ -141,7 +160,7 @@ def _divergence_panel(dtype: str, per_step: dict, summary: dict) -> dict:
     f32 = dtype == "float32"
     return {"dtype": dtype, "manual": [_num(x) for x in per_step["param_divergence"]],
             "floor": [_num(x) for x in per_step["noise_floor"]], "allowance": [_num(x) for x in per_step["allowance"]],
-            "first_failure": summary["first_failing_step"],
+            "first_failure": summary["first_failing_step"], "horizon": summary.get("horizon"),
             "title": ("float32: both float32 runs against a float64 reference run" if f32
                       else "float64: manual against torch"),
             "manual_label": "manual float32 vs float64 reference" if f32 else "manual vs torch",

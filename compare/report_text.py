@@ -83,12 +83,17 @@ def blocks(r: dict) -> list:
         ["device (torch side)", c["device"]]])]
     conv = ["The loss is the **mean** over the batch, as torch's default reduction, so `δ^l` carries 1/n.",
             "An error is normwise relative, `max|manual − torch| / max|torch|` per tensor; NaN or Inf is a failure.",
-            f"float64: {tol.FLOAT64_RTOL:g} relative. Along a trajectory the allowance is the larger of that and "
-            f"{tol.FLOAT64_ORDER:g}× a measured noise floor: the float64 noise run, torch restarted 1 ulp away with "
-            "one batch-sum rounding error added to each gradient before every step, compared with torch.",
-            "float32 is judged against a float64 reference run of the same problem; torch's own float32 error "
-            f"against that reference (with the same rounding noise) is the noise floor, and manual may be at most "
-            f"{tol.FLOAT32_ORDER:g}× it (the floor is at least {tol.FLOAT32_MIN_FLOOR:.1e})."]
+            f"float64: {tol.FLOAT64_RTOL:g} relative"
+            + (f"; along a trajectory the larger of that and {tol.FLOAT64_ORDER:g}× the noise floor (below)."
+               if hasattr(tol, "FLOAT64_ORDER") else "."),
+            "The noise floor of a trajectory is measured by a noise run: torch itself, restarted 1 ulp away (float64) "
+            "with one rounding-error bound added to each gradient before every step. In float64 it is compared "
+            "with torch; in float32 with a float64 reference run of the same problem.",
+            "float32 is judged against that float64 reference: manual's float32 error may be at most "
+            f"{tol.FLOAT32_ORDER:g}× torch's own (the noise floor, taken as at least {tol.FLOAT32_MIN_FLOOR:.1e})."]
+    if hasattr(tol, "NOISE_HORIZON"):
+        conv.append(f"Where the noise run shows rounding amplified {tol.NOISE_HORIZON:g}-fold (chaotic dynamics), "
+                    "the later steps are reported but not judged: correct implementations diverge there too.")
     if c["patience"] is not None:
         conv.append("Early stopping watches the **test split** (the lecture has no validation split), "
                     "so the test accuracy below is optimistic.")
@@ -114,7 +119,9 @@ def blocks(r: dict) -> list:
                   f"largest loss difference: {_e(t['max_loss_abs_diff'])} "
                   f"({t['equal_loss_steps']} of {t['steps']} losses bit-identical)",
                   "first failing step: " + ("none" if fail is None else f"**{fail}** — "
-                                            + _failure_text(r["trajectory"]["first_failure"])),
+                                            + _failure_text(r["trajectory"]["first_failure"]))
+                  + ("" if t.get("horizon") is None else f"; steps from {t['horizon']} on are reported, not judged "
+                     "(rounding amplified: see the notes)"),
                   f"epochs run: manual {t['epochs_run']['manual']}, torch {t['epochs_run']['torch']}"
                   + ("" if c["patience"] is None else f"; best epoch manual {t['best_epoch']['manual']}, "
                      f"torch {t['best_epoch']['torch']} (restored)")]),

@@ -102,18 +102,12 @@ def test_an_out_path_that_is_a_file_exits_2_with_one_line(tmp_path, capsys):
 
 
 def test_same_seed_gives_an_identical_results_json(report, tmp_path, monkeypatch, capsys):
-    # the second run computes the companion in this process (the first forked it): same bytes either way
+    # this run computes the float32 companion in this process (the fixture's forked it): the same bytes either way
     monkeypatch.setenv("COMPARE_REPORT_NO_FORK", "1")
-    assert main(["report", "--out", str(tmp_path), *ARGS, "--no-slide"]) == 0
-    assert "AGREE" in capsys.readouterr().out
-    a, b = _results(report), _results(tmp_path)
-    assert b["slide"] is None and "slide's six flowers" not in b["parts"]
-    a.pop("slide"), b.pop("slide"), a["parts"].pop("slide's six flowers")
-    assert a == b
-    for name in ("init.safetensors", "final-manual.safetensors", "final-torch.safetensors"):
-        assert (report / name).read_bytes() == (tmp_path / name).read_bytes(), name
     assert main(["report", "--out", str(tmp_path), *ARGS]) == 0
-    assert (report / "results.json").read_bytes() == (tmp_path / "results.json").read_bytes()
+    assert capsys.readouterr().out.startswith("AGREE")
+    for name in ("results.json", "init.safetensors", "final-manual.safetensors", "final-torch.safetensors"):
+        assert (report / name).read_bytes() == (tmp_path / name).read_bytes(), name
 
 
 def test_the_html_renders_with_its_images_in_headless_chromium(report, tmp_path):
