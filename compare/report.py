@@ -58,22 +58,19 @@ def _canonical(weights: dict) -> dict:
 
 
 def allowance_per_step(traj: H.Trajectory, dtype: str) -> np.ndarray:
-    """The trajectory check's limit after every step (inf: not judged), as harness.trajectory_section sets
-    it: float32, FLOAT32_ORDER x the noise run's largest divergence so far (parameters and loss, at least
-    FLOAT32_MIN_FLOOR); float64, FLOAT64_RTOL (or FLOAT64_ORDER x that floor where tolerances has it);
-    inf from the noise horizon on, where the harness reports one."""
-    if getattr(traj, "allowed_per_step", None) is not None:
-        return np.asarray(traj.allowed_per_step, dtype=np.float64)
+    """The trajectory check's limit after every step, as harness.trajectory_section sets it: float64,
+    FLOAT64_RTOL; float32, FLOAT32_ORDER x the noise run's largest divergence so far (parameters and loss,
+    at least FLOAT32_MIN_FLOOR); inf (not judged) from the noise horizon on."""
     n = traj.steps
-    offs = H._offsets(_canonical(traj.manual.final))
-    rel = H._per_step_rel(traj.noise.params[:n + 1], traj.base.params[:n + 1], offs, traj.noise.loss[:n],
-                          traj.base.loss[:n], dtype)
-    floor = np.maximum.accumulate(np.max(np.stack(list(rel.values())), axis=0))
     if dtype == "float32":
+        offs = H._offsets(_canonical(traj.manual.final))
+        rel = H._per_step_rel(traj.noise.params[:n + 1], traj.base.params[:n + 1], offs, traj.noise.loss[:n],
+                              traj.base.loss[:n], dtype)
+        floor = np.maximum.accumulate(np.max(np.stack(list(rel.values())), axis=0))
         allowed = tol.FLOAT32_ORDER * np.maximum(floor, tol.FLOAT32_MIN_FLOOR)
     else:
-        allowed = np.maximum(getattr(tol, "FLOAT64_ORDER", 0.0) * floor, tol.FLOAT64_RTOL)
-    if getattr(traj, "horizon", None) is not None:
+        allowed = np.full(n + 1, tol.FLOAT64_RTOL)
+    if traj.horizon is not None:
         allowed[traj.horizon:] = np.inf
     return allowed
 
@@ -159,7 +156,7 @@ def _summary(traj: H.Trajectory, sec: H.Section) -> dict:
             "max_loss_abs_diff": float(np.max(ldiff)) if n else 0.0,
             "equal_loss_steps": int(np.sum(ldiff == 0)),
             "first_failing_step": None if sec.first_failure is None else sec.first_failure.step,
-            "horizon": getattr(traj, "horizon", None),  # the first step not judged (rounding amplified)
+            "horizon": traj.horizon,  # the first step not judged (rounding amplified in the noise run)
             "first_failure": None if sec.first_failure is None else asdict(sec.first_failure),
             "epochs_run": {"manual": m.epochs_run, "torch": t.epochs_run},
             "stopped_early": {"manual": m.stopped_early, "torch": t.stopped_early},

@@ -83,17 +83,14 @@ def blocks(r: dict) -> list:
         ["device (torch side)", c["device"]]])]
     conv = ["The loss is the **mean** over the batch, as torch's default reduction, so `δ^l` carries 1/n.",
             "An error is normwise relative, `max|manual − torch| / max|torch|` per tensor; NaN or Inf is a failure.",
-            f"float64: {tol.FLOAT64_RTOL:g} relative"
-            + (f"; along a trajectory the larger of that and {tol.FLOAT64_ORDER:g}× the noise floor (below)."
-               if hasattr(tol, "FLOAT64_ORDER") else "."),
+            f"float64: {tol.FLOAT64_RTOL:g} relative, for one pass and for every training step.",
             "The noise floor of a trajectory is measured by a noise run: torch itself, restarted 1 ulp away (float64) "
             "with one rounding-error bound added to each gradient before every step. In float64 it is compared "
             "with torch; in float32 with a float64 reference run of the same problem.",
             "float32 is judged against that float64 reference: manual's float32 error may be at most "
             f"{tol.FLOAT32_ORDER:g}× torch's own (the noise floor, taken as at least {tol.FLOAT32_MIN_FLOOR:.1e})."]
-    if hasattr(tol, "NOISE_HORIZON"):
-        conv.append(f"Where the noise run shows rounding amplified {tol.NOISE_HORIZON:g}-fold (chaotic dynamics), "
-                    "the later steps are reported but not judged: correct implementations diverge there too.")
+    conv.append(f"Where the noise run shows rounding amplified {tol.NOISE_HORIZON:g}-fold (chaotic dynamics), the "
+                "later steps are reported but not judged: two correct implementations diverge there too.")
     if c["patience"] is not None:
         conv.append("Early stopping watches the **test split** (the lecture has no validation split), "
                     "so the test accuracy below is optimistic.")
