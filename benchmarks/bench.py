@@ -1,0 +1,635 @@
+#!/usr/bin/env python3
+"""manual/ (NumPy by hand) against torch_ref/ (torch.nn + torch.optim) on this machine's CPU.
+
+    make bench                      # = .venv/bin/python benchmarks/bench.py   (~2 minutes)
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE make bench   # when those are set: they can slow NumPy
+    .venv/bin/python benchmarks/bench.py --quick               # a smoke run (~30 s), numbers rougher
+
+What is timed, on the lecture's model (sigmoid hidden layers, softmax output, cross-entropy, plain SGD):
+
+- ``loss+grad``: the training loop's forward pass, loss and gradients.  manual: ``_forward(X,
+  reuse=True)``, ``loss_f``, ``_backprop`` exactly as ``manual.train`` runs them; torch:
+  ``zero_grad()``, ``model(X)``, the loss as ``torch_ref.train`` computes it, ``.item()``, ``backward()``.
+- ``step``: the same plus the optimiser step (``opt.step(grads)`` / ``opt.step()``): one training step.
+- ``gradients()``: manual's public API, ``net.gradients(X, y)`` (input checks, one-hot, new arrays),
+  against the same torch ``loss+grad``.
+- ``1000 epochs``: a whole iris run as the harness runs it, ``manual.train`` against ``torch_ref.train``:
+  full batch, lr 0.2, the sample order given, train and validation accuracy after every epoch.
+- ``GEMM``: a 1024 x 1024 x 1024 matrix product, ``np.matmul(out=)`` and ``torch.mm(out=)``: NumPy's
+  is the limit ("peak") that the networks' GFLOP/s are measured against.  A step's GFLOP are its matrix
+  products only: forward 2n sum n_l n_{l-1}, dC/dW the same again, and the back-propagated
+  (W^{l+1})^T delta^{l+1} for l >= 1 (neither side computes dC/dX of the input layer).
+
+How it times, and why so: the two libraries never run in the same process.  NumPy's OpenBLAS worker
+threads keep spinning after each BLAS call and take one of the two cores from whatever runs next in
+that process (torch's 1024^3 step measured 1.6-1.9x slower right after NumPy steps; see
+``benchmarks/interference.py``, which measures it).  So this driver starts two persistent worker
+processes, one that imports only NumPy and ``manual`` and one that imports torch and ``torch_ref``,
+and alternates short timing blocks between them (ABBA order, ``--gap`` seconds of idle in between so
+that the other side's spinning threads have gone to sleep): the machine's speed drifts by up to 1.5x
+over seconds to minutes, and blocks that are adjacent in time see the same drift, so each round's
+manual/torch ratio cancels it.  Reported: the median over rounds of each block's median time, and the
+median (min-max) of the per-round ratios.  Both libraries run with their default threads (2 here).
+
+Peak memory: one fresh process per measurement (``--memory``).  It builds the network, warms the
+libraries up with two steps on a throwaway copy of the network (code pages, thread pools, BLAS
+buffers), frees it (``malloc_trim``), reads VmRSS, resets the high-water mark VmHWM to it by writing
+5 to /proc/self/clear_refs, runs three steps on the measured network and reads VmHWM: "step peak" is
+VmHWM minus that VmRSS, everything the steps allocated at once (the network's buffers and gradients,
+torch's saved activations and .grad tensors, temporaries), as the kernel counts resident pages, so
+allocations inside BLAS or torch count too (tracemalloc would miss them).  Without clear_refs it falls
+back to getrusage's ru_maxrss without the warm-up, which also counts first-use code pages.
+
+The OPENBLAS_* variables in the environment are passed on to the NumPy worker and printed; NumPy's
+kernel and threading as threadpoolctl reports them are printed too.  Nothing here is part of the test
+suite.  Exit status 0, or 1 with ``--strict`` when a target is missed.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime
+import gc
+import json
+import math
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+
+@dataclass(frozen=True)
+class Case:
+    key: str
+    label: str
+    sizes: tuple
+    batch: int
+    dtype: str
+    lr: float = 0.1
+
+    @property
+    def gemm_flop(self) -> float:
+        """Floating-point operations of one step's matrix products (see the module docstring)."""
+        prods = [a * b for a, b in zip(self.sizes[:-1], self.sizes[1:])]
+        return 2.0 * self.batch * (2 * sum(prods) + sum(prods[1:]))
+
+
+CASES = [
+    Case("iris", "iris 4-6-3, n=120, float64", (4, 6, 3), 120, "float64", lr=0.2),
+    Case("mnist", "784-256-10, n=128, float32", (784, 256, 10), 128, "float32"),
+    Case("big32", "1024-1024-1024-10, n=512, float32", (1024, 1024, 1024, 10), 512, "float32"),
+    Case("big64", "1024-1024-1024-10, n=512, float64", (1024, 1024, 1024, 10), 512, "float64"),
+]
+CASE = {c.key: c for c in CASES}
+GEMM_N = 1024
+RUN_EPOCHS = 1000
+WHATS = ("loss+grad", "step", "gradients()")
+TARGETS = {  # (case, what): the issue's targets, manual/torch time
+    ("iris", "step"): 0.20,
+    ("big32", "step"): 1.00,
+    ("run", "1000 epochs"): 0.25,
+}
+GEMM_TARGET = 0.85  # big32 step >= 85 % of NumPy's GEMM peak
+OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT",
+                 "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+# ---- the benchmarked functions, one set per side --------------------------------------------------
+def _data(case: Case):
+    """(X, y, X_val, y_val) as NumPy arrays: the iris split, or seeded random inputs and labels."""
+    import numpy as np
+
+    if case.key == "iris":
+        from compare.data import iris_split
+
+        s = iris_split(case.dtype)
+        return s.X_train, s.y_train, s.X_test, s.y_test
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((case.batch, case.sizes[0])).astype(case.dtype)
+    return X, rng.integers(0, case.sizes[-1], case.batch), None, None
+
+
+def _weights(case: Case):
+    """Shared initial weights, torch.nn.Linear's scheme, drawn without importing manual or torch."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    w = {}
+    for l, (fan_in, fan_out) in enumerate(zip(case.sizes[:-1], case.sizes[1:]), start=1):
+        bound = 1.0 / math.sqrt(fan_in)
+        w[f"W{l}"] = rng.uniform(-bound, bound, (fan_out, fan_in)).astype(case.dtype)
+        w[f"b{l}"] = rng.uniform(-bound, bound, fan_out).astype(case.dtype)
+    return w
+
+
+def numpy_functions(case: Case) -> dict:
+    """name -> (prepare or None, fn): fn(prepare()) is timed."""
+    import inspect
+
+    import numpy as np
+
+    import manual
+
+    w = _weights(case)
+    X, y, Xv, yv = _data(case)
+    net = manual.MLP.from_weights(w, "sigmoid", "softmax", "cross_entropy")
+    opt = manual.make_optimizer("sgd", net.params, case.lr)
+    Y = manual.one_hot(y, case.sizes[-1], net.dtype)
+    L = net.L
+    # checkouts from before the training buffers (--manual-from) have no reuse argument
+    reuse = {"reuse": True} if "reuse" in inspect.signature(net._forward).parameters else {}
+
+    def loss_grad(_):
+        net._forward(X, None, **reuse)
+        loss = net.loss_f(net.z[L], net.a[L], Y, y)
+        if not math.isfinite(loss):
+            raise FloatingPointError(loss)
+        return net._backprop(Y, y)
+
+    def step(_):
+        opt.step(loss_grad(None))
+
+    fns = {"loss+grad": (None, loss_grad), "step": (None, step), "gradients()": (None, lambda _: net.gradients(X, y))}
+    if case.key == "iris":
+        order = np.tile(np.arange(len(y)), (RUN_EPOCHS, 1))  # what the harness passes: canonical order
+        fns["1000 epochs"] = (lambda: manual.MLP.from_weights(w, "sigmoid", "softmax", "cross_entropy"),
+                              lambda n: manual.train(n, X, y, epochs=RUN_EPOCHS, lr=case.lr, order=order,
+                                                     X_val=Xv, y_val=yv))
+    return fns
+
+
+def torch_functions(case: Case) -> dict:
+    import numpy as np
+    import torch
+
+    import torch_ref
+
+    w = _weights(case)
+    X, y, Xv, yv = _data(case)
+    model = torch_ref.from_shared(w, "sigmoid", "softmax")
+    criterion = torch_ref.loss_fn("cross_entropy")
+    opt = torch_ref.make_optimizer("sgd", model.parameters(), case.lr)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    model.train()
+
+    def loss_grad(_):  # torch_ref.train's inner loop without the batch indexing
+        opt.zero_grad()
+        logits = model(Xt)
+        c = criterion(logits, model.output(logits), yt)
+        value = c.item()
+        if not math.isfinite(value):
+            raise FloatingPointError(value)
+        c.backward()
+
+    def step(_):
+        loss_grad(None)
+        opt.step()
+
+    fns = {"loss+grad": (None, loss_grad), "step": (None, step), "gradients()": (None, loss_grad)}
+    if case.key == "iris":
+        order = np.tile(np.arange(len(y)), (RUN_EPOCHS, 1))
+        Xvt, yvt = torch.from_numpy(Xv), torch.from_numpy(yv)
+        fns["1000 epochs"] = (lambda: torch_ref.from_shared(w, "sigmoid", "softmax"),
+                              lambda m: torch_ref.train(m, Xt, yt, loss="cross_entropy", epochs=RUN_EPOCHS,
+                                                        lr=case.lr, order=order, X_val=Xvt, y_val=yvt))
+    return fns
+
+
+def gemm_function(side: str, dtype: str):
+    import numpy as np
+
+    rng = np.random.default_rng(1)
+    A, B = (rng.standard_normal((GEMM_N, GEMM_N)).astype(dtype) for _ in range(2))
+    C = np.empty_like(A)
+    if side == "numpy":
+        return None, lambda _: np.matmul(A, B, out=C)
+    import torch
+
+    At, Bt, Ct = torch.from_numpy(A), torch.from_numpy(B), torch.from_numpy(C)
+    return None, lambda _: torch.mm(At, Bt, out=Ct)
+
+
+# ---- worker processes ------------------------------------------------------------------------------
+def worker(side: str, manual_from: str | None) -> None:
+    """Answers JSON requests on stdin, one per line: {"key": ..., "reps": k} -> per-rep seconds."""
+    proto = sys.stdout
+    sys.stdout = sys.stderr  # nothing but the protocol on the pipe
+    if manual_from:
+        sys.path.insert(0, os.path.abspath(manual_from))
+    import numpy  # noqa: F401
+
+    if side == "numpy":
+        import manual  # noqa: F401
+    else:
+        import torch  # noqa: F401
+
+        import torch_ref  # noqa: F401
+    info = side_info(side)  # before the iris data loads scikit-learn, whose SciPy brings a second OpenBLAS
+    fns = {}
+    for line in sys.stdin:
+        req = json.loads(line)
+        if req["cmd"] == "quit":
+            break
+        if req["cmd"] == "info":
+            reply = info
+        else:
+            key = req["key"]
+            if key not in fns:
+                kind, name = key.split(":", 1)
+                if kind == "gemm":
+                    fns[key] = gemm_function(side, name)
+                else:
+                    case_key, what = name.split("/", 1)
+                    make = numpy_functions if side == "numpy" else torch_functions
+                    fns.update({f"net:{case_key}/{w}": f for w, f in make(CASE[case_key]).items()})
+            prepare, fn = fns[key]
+            times = []
+            gc.collect()
+            gc.disable()
+            try:
+                for _ in range(req["reps"]):
+                    arg = prepare() if prepare is not None else None
+                    t0 = time.perf_counter()
+                    fn(arg)
+                    times.append(time.perf_counter() - t0)
+            finally:
+                gc.enable()
+            reply = {"times": times}
+        proto.write(json.dumps(reply) + "\n")
+        proto.flush()
+    if side == "numpy":
+        assert "torch" not in sys.modules, "the NumPy worker imported torch"
+
+
+def side_info(side: str) -> dict:
+    import numpy as np
+
+    info = {"numpy": np.__version__, "pid": os.getpid(), "torch_imported": "torch" in sys.modules}
+    try:
+        from threadpoolctl import threadpool_info
+
+        info["threadpools"] = [{k: p.get(k) for k in ("internal_api", "version", "architecture",
+                                                      "threading_layer", "num_threads", "filepath")}
+                               for p in threadpool_info()]
+    except ImportError:
+        info["threadpools"] = "threadpoolctl is not installed (pip install threadpoolctl)"
+    if side == "torch":
+        import torch
+
+        cfg = torch.__config__.show()
+        info.update(torch=torch.__version__, torch_threads=torch.get_num_threads(),
+                    torch_blas=next((ln.strip(" -") for ln in cfg.splitlines() if "Math Kernel" in ln
+                                     or "OpenBLAS" in ln), "?"),
+                    torch_cpu_capability=torch.backends.cpu.get_cpu_capability())
+    return info
+
+
+class Worker:
+    def __init__(self, side: str, manual_from: str | None):
+        cmd = [sys.executable, os.path.abspath(__file__), "--worker", side]
+        if manual_from:
+            cmd += ["--manual-from", manual_from]
+        self.side = side
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+
+    def ask(self, **req) -> dict:
+        self.proc.stdin.write(json.dumps(req) + "\n")
+        self.proc.stdin.flush()
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the {self.side} worker died (see its error above)")
+        return json.loads(line)
+
+    def cpu_seconds(self) -> float:
+        return _proc_cpu_seconds(self.proc.pid)
+
+    def close(self):
+        try:
+            self.proc.stdin.write('{"cmd": "quit"}\n')
+            self.proc.stdin.close()
+        except OSError:
+            pass
+        self.proc.wait(timeout=30)
+
+
+def _proc_cpu_seconds(pid) -> float:
+    """user + system CPU seconds of a process so far (Linux /proc; 0 elsewhere)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
+def _machine_busy_seconds() -> float:
+    """CPU seconds all processes on this machine have used (busy time of /proc/stat's cpu line)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return (sum(v[:8]) - v[3] - v[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
+# ---- peak memory, in a fresh process per measurement ------------------------------------------------
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def memory(side: str, case_key: str, manual_from: str | None) -> dict:
+    """Peak resident memory of three training steps (see the module docstring), in KiB."""
+    import resource
+
+    if manual_from:
+        sys.path.insert(0, os.path.abspath(manual_from))
+    case = CASE[case_key]
+    make = numpy_functions if side == "numpy" else torch_functions
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        method = "VmHWM reset by /proc/self/clear_refs"
+    except OSError:
+        method = None
+    if method:
+        _, warm = make(case)["step"]  # a throwaway network: libraries, threads and BLAS buffers warmed up
+        warm(None)
+        warm(None)
+        del warm
+    _, step = make(case)["step"]
+    gc.collect()
+    if method:
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)  # return what the warm-up freed, so it is not reused unseen
+        except OSError:
+            pass
+    rss0 = _status_kib("VmRSS")
+    maxrss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    if method:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+    for _ in range(3):
+        step(None)
+    if method:
+        peak = _status_kib("VmHWM") - rss0
+    else:
+        method = "ru_maxrss (no clear_refs: first-use code pages included, lower bound when imports peaked higher)"
+        peak = max(0, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - max(rss0, maxrss0))
+    return {"step_peak_kib": peak, "kept_kib": _status_kib("VmRSS") - rss0, "method": method,
+            "torch_imported": "torch" in sys.modules}
+
+
+def run_memory(side: str, case_key: str, manual_from: str | None) -> dict:
+    cmd = [sys.executable, os.path.abspath(__file__), "--memory", side, case_key]
+    if manual_from:
+        cmd += ["--manual-from", manual_from]
+    out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+# ---- the driver --------------------------------------------------------------------------------------
+def timing_plan(args) -> list[str]:
+    keys = [f"gemm:{dt}" for dt in ("float32", "float64")]
+    for case in CASES:
+        if case.key in args.cases:
+            keys += [f"net:{case.key}/{w}" for w in WHATS]
+            if case.key == "iris" and not args.no_run:
+                keys.append("net:iris/1000 epochs")
+    return keys
+
+
+def calibrate(worker: Worker, key: str, block_s: float) -> int:
+    """Reps per block so that a block takes about block_s (at least 1); also warms the key up."""
+    t = min(worker.ask(cmd="time", key=key, reps=1)["times"] + worker.ask(cmd="time", key=key, reps=1)["times"])
+    reps = 1
+    while reps * t < block_s / 4 and reps < 100000:  # a short pre-block, then the estimate from it
+        reps *= 4
+    if reps > 1:
+        t = statistics.median(worker.ask(cmd="time", key=key, reps=reps)["times"])
+    return max(1, min(100000, int(block_s / t)))
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=9, help="interleaved rounds (default 9)")
+    ap.add_argument("--block", type=float, default=0.15, help="seconds per timing block (default 0.15)")
+    ap.add_argument("--gap", type=float, default=0.15,
+                    help="idle seconds between blocks, so that the other side's BLAS/OpenMP threads stop "
+                         "spinning (default 0.15)")
+    ap.add_argument("--cases", nargs="+", default=[c.key for c in CASES], choices=[c.key for c in CASES])
+    ap.add_argument("--no-run", action="store_true", help="skip the 1000-epoch iris runs")
+    ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
+    ap.add_argument("--quick", action="store_true", help="3 rounds of 0.08 s blocks: a smoke run")
+    ap.add_argument("--json", help="also write the results to this JSON file")
+    ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    ap.add_argument("--manual-from", help="import manual from this checkout instead (before/after comparisons)")
+    ap.add_argument("--worker", choices=["numpy", "torch"], help=argparse.SUPPRESS)
+    ap.add_argument("--memory", nargs=2, metavar=("SIDE", "CASE"), help=argparse.SUPPRESS)
+    args = ap.parse_args(argv)
+    if args.worker:
+        worker(args.worker, args.manual_from)
+        return 0
+    if args.memory:
+        print(json.dumps(memory(*args.memory, args.manual_from)))
+        return 0
+    if args.quick:
+        args.rounds, args.block = 3, 0.08
+    return drive(args)
+
+
+def drive(args) -> int:
+    started = datetime.datetime.now().astimezone()
+    load0 = os.getloadavg()
+    env = {k: os.environ[k] for k in OPENBLAS_VARS if k in os.environ}
+    print(f"backprop-crosscheck benchmark, {started:%Y-%m-%d %H:%M %Z}, {platform.node()}")
+    for k in ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE"):
+        if k in env:
+            print(f"WARNING: {k}={env[k]} is set; it can slow NumPy.  For a benchmark run: "
+                  f"env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE make bench")
+    workers = {side: Worker(side, args.manual_from) for side in ("numpy", "torch")}
+    try:
+        info = {side: w.ask(cmd="info") for side, w in workers.items()}
+        print_environment(info, env, load0)
+        keys = timing_plan(args)
+        print(f"\ncalibrating and warming up {len(keys)} timings on both sides ...", flush=True)
+        reps = {(side, k): calibrate(w, k, args.block) for k in keys for side, w in workers.items()}
+        blocks = {(side, k): [] for side in workers for k in keys}
+        t0 = time.time()
+        ours0 = _proc_cpu_seconds(os.getpid()) + sum(w.cpu_seconds() for w in workers.values())
+        busy0 = _machine_busy_seconds()
+        for r in range(args.rounds):
+            for k in keys:
+                order = ("numpy", "torch") if r % 2 == 0 else ("torch", "numpy")  # ABBA: no side always first
+                for side in order:
+                    time.sleep(args.gap)
+                    times = workers[side].ask(cmd="time", key=k, reps=reps[side, k])["times"]
+                    blocks[side, k].append(statistics.median(times))
+            print(f"  round {r + 1}/{args.rounds} done ({time.time() - t0:.0f} s)", flush=True)
+        wall = time.time() - t0
+        ours = _proc_cpu_seconds(os.getpid()) + sum(w.cpu_seconds() for w in workers.values()) - ours0
+        others = max(0.0, _machine_busy_seconds() - busy0 - ours)
+        contention = {"wall_s": wall, "ours_cpu_s": ours, "others_cpu_s": others,
+                      "others_cores": others / wall if wall else 0.0}
+    finally:
+        for w in workers.values():
+            w.close()
+    mem = {}
+    if not args.no_memory:
+        print("measuring peak memory, one fresh process per measurement ...", flush=True)
+        for case in CASES:
+            if case.key in args.cases:
+                for side in ("numpy", "torch"):
+                    mem[side, case.key] = run_memory(side, case.key, args.manual_from)
+    load1 = os.getloadavg()
+    result = summarise(args, keys, blocks, reps, mem, info, env, started, load0, load1)
+    result["contention"] = contention
+    missed = print_results(result)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(result, f, indent=1)
+    return 1 if (missed and args.strict) else 0
+
+
+def print_environment(info, env, load0):
+    npi, thi = info["numpy"], info["torch"]
+    print(f"CPU: {cpu_model()}, {os.cpu_count()} logical CPUs; load average {load0[0]:.2f} "
+          f"(anything else running distorts the numbers)")
+    print(f"NumPy {npi['numpy']}; torch {thi.get('torch')} ({thi.get('torch_blas')}, "
+          f"{thi.get('torch_threads')} threads, CPU capability {thi.get('torch_cpu_capability')})")
+    print(f"environment: {env or 'no OPENBLAS_*/OMP_*/MKL_* variables set'}")
+
+
+def cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "?"
+
+
+def _ratio_stats(a, b):
+    r = sorted(x / y for x, y in zip(a, b))
+    return statistics.median(r), r[0], r[-1]
+
+
+def summarise(args, keys, blocks, reps, mem, info, env, started, load0, load1) -> dict:
+    med = {k: statistics.median(v) for k, v in blocks.items()}
+    peak = {dt: 2 * GEMM_N ** 3 / med["numpy", f"gemm:{dt}"] / 1e9 for dt in ("float32", "float64")}
+    rows = []
+    for k in keys:
+        kind, name = k.split(":", 1)
+        m, t = med["numpy", k], med["torch", k]
+        ratio, lo, hi = _ratio_stats(blocks["numpy", k], blocks["torch", k])
+        row = {"key": k, "manual_s": m, "torch_s": t, "ratio": ratio, "ratio_min": lo, "ratio_max": hi,
+               "reps": [reps["numpy", k], reps["torch", k]]}
+        if kind == "gemm":
+            row.update(case="GEMM 1024^3 " + name, what="matmul", manual_gflops=2 * GEMM_N ** 3 / m / 1e9,
+                       torch_gflops=2 * GEMM_N ** 3 / t / 1e9, dtype=name)
+        else:
+            case_key, what = name.split("/", 1)
+            case = CASE[case_key]
+            row.update(case=case.label, what=what, dtype=case.dtype)
+            if what != "1000 epochs":
+                row.update(manual_gflops=case.gemm_flop / m / 1e9, torch_gflops=case.gemm_flop / t / 1e9)
+        if "manual_gflops" in row:
+            row["manual_peak_pct"] = 100 * row["manual_gflops"] / peak[row["dtype"]]
+            row["torch_peak_pct"] = 100 * row["torch_gflops"] / peak[row["dtype"]]
+        rows.append(row)
+    targets = []
+    by = {r["key"]: r for r in rows}
+    for (case_key, what), limit in TARGETS.items():
+        key = "net:iris/1000 epochs" if case_key == "run" else f"net:{case_key}/{what}"
+        if key in by:
+            r = by[key]
+            targets.append({"what": f"{r['case']}, {r['what']}: manual/torch time <= {limit:.2f}",
+                            "value": f"{r['ratio']:.3f}", "met": r["ratio"] <= limit})
+    if "net:big32/step" in by:
+        r = by["net:big32/step"]
+        targets.append({"what": f"{r['case']}, step: >= {GEMM_TARGET:.0%} of NumPy's GEMM peak",
+                        "value": f"{r['manual_peak_pct']:.1f} %", "met": r["manual_peak_pct"] >= 100 * GEMM_TARGET})
+    if ("numpy", "big32") in mem:
+        m, t = mem["numpy", "big32"]["step_peak_kib"], mem["torch", "big32"]["step_peak_kib"]
+        targets.append({"what": f"{CASE['big32'].label}, step: peak memory manual <= torch",
+                        "value": f"{m / 1024:.1f} MiB vs {t / 1024:.1f} MiB", "met": m <= t})
+    return {"date": started.isoformat(timespec="seconds"), "host": platform.node(), "cpu": cpu_model(),
+            "cpus": os.cpu_count(), "load_avg_start": load0, "load_avg_end": load1, "env": env,
+            "rounds": args.rounds, "block_s": args.block, "gap_s": args.gap, "manual_from": args.manual_from,
+            "gemm_peak_gflops": peak, "info": info, "rows": rows,
+            "memory": {f"{s}/{c}": v for (s, c), v in mem.items()}, "targets": targets}
+
+
+def _t(s: float) -> str:
+    if s >= 1:
+        return f"{s:.2f} s"
+    if s >= 1e-3:
+        return f"{s * 1e3:.2f} ms"
+    return f"{s * 1e6:.1f} us"
+
+
+def print_results(res: dict) -> list:
+    print()
+    npi = res["info"]["numpy"]["threadpools"]
+    if isinstance(npi, str):
+        print("NumPy BLAS:", npi)
+    else:
+        for p in npi:
+            print(f"NumPy worker thread pool: {p['internal_api']} {p['version']}, kernel {p.get('architecture')}, "
+                  f"{p['threading_layer']}, {p['num_threads']} threads ({os.path.basename(p['filepath'] or '')})")
+    thp = res["info"]["torch"]["threadpools"]
+    if not isinstance(thp, str):
+        for p in thp:
+            print(f"torch worker thread pool: {p['internal_api']} {p['version']}, "
+                  f"{p['threading_layer'] or ''} {p['num_threads']} threads ({os.path.basename(p['filepath'] or '')})")
+    pk = res["gemm_peak_gflops"]
+    print(f"GEMM peak (NumPy, 1024^3): {pk['float32']:.1f} GFLOP/s float32, {pk['float64']:.1f} GFLOP/s float64")
+    print(f"{res['rounds']} interleaved rounds, {res['block_s']} s blocks, {res['gap_s']} s gaps; medians; "
+          f"ratio = median (min-max) of the per-round manual/torch ratios; % = of NumPy's GEMM peak\n")
+    head = f"{'case':36s} {'what':12s} {'manual':>10s} {'torch':>10s}  {'manual/torch':>20s}  {'manual GFLOP/s':>17s}  {'torch GFLOP/s':>17s}"
+    print(head)
+    print("-" * len(head))
+    for r in res["rows"]:
+        g = lambda side: (f"{r[side + '_gflops']:7.1f} ({r[side + '_peak_pct']:4.0f} %)"  # noqa: E731
+                          if f"{side}_gflops" in r else "")
+        print(f"{r['case']:36s} {r['what']:12s} {_t(r['manual_s']):>10s} {_t(r['torch_s']):>10s}  "
+              f"{r['ratio']:6.3f} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})  {g('manual'):>17s}  {g('torch'):>17s}")
+    if res["memory"]:
+        print("\npeak memory of a training step (fresh process each; VmHWM above VmRSS before the steps):")
+        print(f"{'case':36s} {'manual':>10s} {'torch':>10s}  {'manual/torch':>12s}   kept between steps (manual / torch)")
+        for case in CASES:
+            m, t = res["memory"].get(f"numpy/{case.key}"), res["memory"].get(f"torch/{case.key}")
+            if m and t:
+                ratio = f"{m['step_peak_kib'] / t['step_peak_kib']:.2f}" if t["step_peak_kib"] else "-"
+                print(f"{case.label:36s} {m['step_peak_kib'] / 1024:7.1f} MiB {t['step_peak_kib'] / 1024:6.1f} MiB  "
+                      f"{ratio:>12s}   {m['kept_kib'] / 1024:.1f} / {t['kept_kib'] / 1024:.1f} MiB")
+        methods = {v["method"] for v in res["memory"].values()}
+        print("method:", "; ".join(sorted(methods)))
+    print("\ntargets:")
+    missed = []
+    for t in res["targets"]:
+        print(f"  {'met   ' if t['met'] else 'MISSED'}  {t['what']}: {t['value']}")
+        if not t["met"]:
+            missed.append(t)
+    c = res["contention"]
+    print(f"\nduring the {c['wall_s']:.0f} s of timing, other processes used {c['others_cores']:.2f} of the "
+          f"{res['cpus']} cores on average (this benchmark: {c['ours_cpu_s'] / c['wall_s']:.2f})"
+          + ("  -- other work was running: rerun on an idle machine" if c["others_cores"] > 0.1 else ""))
+    return missed
+
+
+if __name__ == "__main__":
+    sys.exit(main())
