@@ -17,7 +17,8 @@ FIGURES = {"loss.png": "Training loss of both implementations, and their differe
            "divergence.png": "Parameter divergence per step, float64 and float32 (log scale)",
            "confusion.png": "Confusion matrices on the test split"}
 
-REPLAY = """import json
+REPLAY = """# in the report's folder, with this project importable
+import json
 from manual import MLP, load_weights
 from compare.data import iris_split
 r = json.load(open("results.json")); c = r["config"]
@@ -170,7 +171,7 @@ def blocks(r: dict) -> list:
                     + f"; final-torch.safetensors to {_e(rp['torch_rel'])} relative (allowed "
                     f"{_e(rp['torch_allowed'])}: {_ok(rp['torch_ok'])}). The replay:"),
               ("pre", REPLAY, "python")]
-    B += [("h", 2, "Environment"), ("table", ["", ""], [[k, v] for k, v in r["environment"].items()])]
+    B += [("h", 2, "Environment"), ("table", ["", "version / value"], [[k, v] for k, v in r["environment"].items()])]
     return B
 
 
