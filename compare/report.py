@@ -221,16 +221,16 @@ class _Companion:
 def write_report(spec: H.Spec, out: Path, slide: bool = True, companion: bool = True, stream=None) -> bool:
     """Run the check (with the companion run in the other dtype, the slide's flowers) and write the report
     into ``out`` (see the module docstring).  Returns True when everything agrees."""
+    t0 = time.perf_counter()
     import torch
     import torch._dynamo  # noqa: F401  (torch.optim imports it on first use: once here, before the fork)
 
-    t0 = time.perf_counter()
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # tiny tensors: extra threads only cost, and can spin badly on a busy machine
     data = iris_split(spec.dtype, spec.standardize)
     cspec = replace(spec, dtype="float32" if spec.dtype == "float64" else "float64")
     job = _Companion(cspec) if companion else None
-    stage = _Stages(7 + companion + slide)  # after the fork: tqdm's monitor thread must not be forked
+    stage = _Stages(9 + companion + slide)  # after the fork: tqdm's monitor thread must not be forked
     try:
         res, traj = H.run_check(spec, data, progress=stage)
         r = {"agree": None, "parts": None, "config": None, "environment": None,
@@ -253,7 +253,7 @@ def write_report(spec: H.Spec, out: Path, slide: bool = True, companion: bool = 
             r["companion"] = _jsonable({"dtype": cspec.dtype, "agree": comp.section.agree,
                                         "trajectory": asdict(comp.section), "summary": _summary(comp, comp.section),
                                         "per_step": _per_step(comp, cspec.dtype)})
-        stage("figures")
+        stage("divergence figure")
         figs.update(figures.report_figures(r, ["divergence.png"]))
         for name in FIGURES:
             write_file(out / name, figs[name])

@@ -75,7 +75,8 @@ def blocks(r: dict) -> list:
         ["optimizer", opt],
         ["batches", "full batch (120 rows per step: gradient descent)" if c["batch_size"] is None
          else f"{c['batch_size']} rows per step, reshuffled every epoch (seeded)"],
-        ["epochs / steps", f"{c['epochs']} / {t['steps']}"],
+        ["epochs / steps", f"{c['epochs']}" + (f" (stopped early after {t['epochs_run']['manual']})"
+                                                if t["stopped_early"]["manual"] else "") + f" / {t['steps']}"],
         ["early stopping", "off" if c["patience"] is None else f"patience {c['patience']} on the test-split error rate"],
         ["dropout", f"{c['dropout']:g}"], ["dtype", c["dtype"]],
         ["initial weights", c["weights_file"] or f"{c['init']} scheme, seed {c['seed']}"],
@@ -161,9 +162,9 @@ def blocks(r: dict) -> list:
     sched = ("`schedule` in results.json lists the training-split rows of every step, as indices into the "
              "training split in its canonical order (the first 40 flowers of each species, in `load_iris()` order).")
     if rp is None:
-        B.append(("p", sched + f" This run uses {c['optimizer']}" + (", weight decay" if c["weight_decay"] else "")
-                  + (", dropout" if c["dropout"] else "") + ", so a replay needs that optimiser's state "
-                  "(and the dropout masks): it is not plain SGD."))
+        B.append(("p", sched + f" This run uses {c['optimizer']}" + (" with weight decay" if c["weight_decay"] else "")
+                  + (" and dropout" if c["dropout"] else "") + ": a replay needs that optimiser's state"
+                  + (" and the dropout masks" if c["dropout"] else "") + ", so it is not replayed here."))
     else:
         B += [("p", sched + f" Replayed here with plain SGD from init.safetensors ({rp['steps']} steps): "
                     + ("final-manual.safetensors **bit for bit**" if rp["manual_bit_identical"] else

@@ -110,6 +110,23 @@ def test_same_seed_gives_an_identical_results_json(report, tmp_path, monkeypatch
         assert (report / name).read_bytes() == (tmp_path / name).read_bytes(), name
 
 
+def test_float32_early_stopping_report_records_the_restored_weights(tmp_path, capsys):
+    args = ["--dtype", "float32", "--optimizer", "adam", "--lr", "0.05", "--batch-size", "40", "--epochs", "40",
+            "--early-stopping", "3", "--no-slide"]
+    assert main(["report", "--out", str(tmp_path), *args]) == 0
+    r = _results(tmp_path)
+    assert r["companion"]["dtype"] == "float64" and r["replay"] is None and r["slide"] is None
+    s = r["trajectory_summary"]
+    assert s["stopped_early"] == {"manual": True, "torch": True} and s["restored_best"]["manual"]
+    assert len(r["schedule"]) == s["steps"] == 3 * s["epochs_run"]["manual"]
+    restored = manual.load_weights(tmp_path / "restored-manual.safetensors")
+    assert restored["W1"].dtype == np.float32
+    assert r["test"]["manual"]["weights"] == "restored"
+    md = (tmp_path / "report.md").read_text()
+    assert "test accuracy below is optimistic" in md and "not replayed" in md
+    capsys.readouterr()
+
+
 def test_the_html_renders_with_its_images_in_headless_chromium(report, tmp_path):
     if shutil.which("chromium") is None:
         pytest.skip("chromium is not installed (Debian: apt-get install chromium); scripts/screenshot_report.sh")
