@@ -182,7 +182,7 @@ def report_figures(r: dict, names) -> dict[str, bytes]:
                                            ("gradients: δ, ∂C/∂W, ∂C/∂b per layer", checks("gradients"))], dtype)
     if "divergence.png" in names:
         panels = [_divergence_panel(dtype, r["per_step"], r["trajectory_summary"])]
-        if r.get("companion"):
+        if r.get("companion") and "per_step" in r["companion"]:
             c = r["companion"]
             panels.append(_divergence_panel(c["dtype"], c["per_step"], c["summary"]))
         out["divergence.png"] = divergence(sorted(panels, key=lambda p: p["dtype"], reverse=True))  # float64 on top

@@ -249,10 +249,14 @@ def write_report(spec: H.Spec, out: Path, slide: bool = True, companion: bool = 
         r["companion"] = None
         if job is not None:
             stage(f"companion run ({cspec.dtype})")
-            comp = job.result()
-            r["companion"] = _jsonable({"dtype": cspec.dtype, "agree": comp.section.agree,
-                                        "trajectory": asdict(comp.section), "summary": _summary(comp, comp.section),
-                                        "per_step": _per_step(comp, cspec.dtype)})
+            try:
+                comp = job.result()
+                r["companion"] = _jsonable({"dtype": cspec.dtype, "agree": comp.section.agree,
+                                            "trajectory": asdict(comp.section),
+                                            "summary": _summary(comp, comp.section),
+                                            "per_step": _per_step(comp, cspec.dtype)})
+            except FloatingPointError as e:  # the other dtype diverged: nothing to compare, said so
+                r["companion"] = {"dtype": cspec.dtype, "agree": None, "error": f"training diverged: {e}"}
         stage("divergence figure")
         figs.update(figures.report_figures(r, ["divergence.png"]))
         for name in FIGURES:
@@ -267,7 +271,7 @@ def write_report(spec: H.Spec, out: Path, slide: bool = True, companion: bool = 
         r["parts"] = {"forward": res.forward.agree, "gradients": res.gradients.agree,
                       "finite differences": res.finite_differences.agree,
                       f"trajectory ({spec.dtype})": res.trajectory.agree}
-        if r["companion"] is not None:
+        if r["companion"] is not None and r["companion"]["agree"] is not None:
             r["parts"][f"trajectory ({cspec.dtype} companion)"] = r["companion"]["agree"]
         if r["slide"] is not None:
             r["parts"]["slide's six flowers"] = r["slide"]["agree"]

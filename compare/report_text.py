@@ -131,7 +131,9 @@ def blocks(r: dict) -> list:
     if r["trajectory"]["notes"]:
         B.append(("ul", r["trajectory"]["notes"]))
     B.append(("img", "divergence.png", FIGURES["divergence.png"]))
-    if r["companion"] is not None:
+    if r["companion"] is not None and "error" in r["companion"]:
+        B.append(("p", f"Companion run in {r['companion']['dtype']}: not compared, {r['companion']['error']}."))
+    elif r["companion"] is not None:
         k = r["companion"]
         s = k["summary"]
         B.append(("p", f"Companion run in {k['dtype']} (same options and seed): "
@@ -271,7 +273,9 @@ def terminal_summary(r: dict, out: Path, seconds: float) -> str:
              f"{worst('finite_differences'):.1e}; trajectory max divergence {t['max_param_divergence']:.1e} "
              f"(noise floor {t['max_noise_floor']:.1e})"
              + ("" if t["first_failing_step"] is None else f", FIRST FAILING STEP {t['first_failing_step']}")]
-    if r["companion"] is not None:
+    if r["companion"] is not None and "error" in r["companion"]:
+        lines.append(f"  {r['companion']['dtype']} companion: not compared, {r['companion']['error']}")
+    elif r["companion"] is not None:
         k = r["companion"]
         lines.append(f"  {k['dtype']} companion: {'agrees' if k['agree'] else 'DISAGREES'}, max divergence "
                      f"{k['summary']['max_param_divergence']:.1e} (noise floor {k['summary']['max_noise_floor']:.1e})")
