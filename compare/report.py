@@ -264,8 +264,9 @@ def write_report(spec: H.Spec, out: Path, slide: bool = True, companion: bool = 
         stage("weights")
         files = _write_weights(out, spec, traj)
         stage("replay of the schedule")
-        allowed = max(tol.FLOAT64_RTOL if spec.dtype == "float64" else tol.float32_allowed(0.0),
-                      float(r["per_step"]["allowance"][-1]))
+        # torch's final weights against the replay (= manual's): the trajectory's limit at the last step;
+        # in float32 that limit is against the float64 reference, and torch sits up to one floor from it
+        allowed = float(r["per_step"]["allowance"][-1]) * (1 if spec.dtype == "float64" else 1 + 1 / tol.FLOAT32_ORDER)
         r["replay"] = _jsonable(replay(spec, out, traj.schedule, data, allowed))
         stage("report")
         r["parts"] = {"forward": res.forward.agree, "gradients": res.gradients.agree,
