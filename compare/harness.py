@@ -33,8 +33,13 @@ def initial_weights(spec: Spec) -> dict[str, np.ndarray]:
         if sizes != spec.sizes:
             raise ValueError(f"--weights {spec.weights_file!r} has layer sizes {sizes}; the spec needs {spec.sizes} "
                              f"(iris: 4 inputs, 3 classes; set --hidden to match)")
-        return {k: v.astype(spec.np_dtype) for k, v in w.items()}
+        return {k: w[k].astype(spec.np_dtype) for k in canonical_names(len(sizes) - 1)}
     return manual.init_weights(spec.sizes, spec.init, spec.seed, spec.dtype)
+
+
+def canonical_names(L: int) -> list[str]:
+    """W1, b1, W2, b2, ..., WL, bL: the order of every flattened parameter vector here."""
+    return [f"{p}{l}" for l in range(1, L + 1) for p in "Wb"]
 
 
 def training_order(spec: Spec, n: int = 120) -> np.ndarray:
@@ -352,12 +357,7 @@ def _cast_masks(masks, dt):
 
 
 def _unflat(vec, like, dt):
-    out, i = {}, 0
-    for k in like:  # W1, b1, W2, ... in order
-        n = like[k].size
-        out[k] = vec[i:i + n].reshape(like[k].shape).astype(dt)
-        i += n
-    return out
+    return {k: vec[a:b].reshape(shape).astype(dt) for k, (a, b, shape) in _offsets(like).items()}
 
 
 @dataclass
@@ -372,13 +372,15 @@ class Trajectory:
     floor_per_step: np.ndarray      # the same for the noise run: the measured noise floor
     schedule: list[list[int]]
     horizon: int | None = None      # the first step not judged (noise-dominated), if any
+    allowed_per_step: np.ndarray | None = None  # the relative error each step was allowed (inf: not judged)
 
 
 def _offsets(weights):
+    """name -> (start, stop, shape) in the flattened W1, b1, W2, ... vector."""
     offs, i = {}, 0
-    for k, v in weights.items():
-        offs[k] = (i, i + v.size, v.shape)
-        i += v.size
+    for k in canonical_names(len(weights) // 2):
+        offs[k] = (i, i + weights[k].size, weights[k].shape)
+        i += weights[k].size
     return offs
 
 
@@ -515,7 +517,7 @@ def trajectory_section(spec: Spec, weights, data: Split, masks: MaskSource | Non
     floor_s = np.max(np.stack([rel_n[k] for k in offs]), axis=0)
     B = spec.batch_size or order.shape[1]
     sched = [order[e, i:i + B].tolist() for e in range(m.epochs_run) for i in range(0, order.shape[1], B)]
-    return Trajectory(sec, n, m, t, noise, base, per_step, floor_s, sched, horizon)
+    return Trajectory(sec, n, m, t, noise, base, per_step, floor_s, sched, horizon, allowed_s)
 
 
 # ---- everything --------------------------------------------------------------------------------

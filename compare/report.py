@@ -31,18 +31,6 @@ from .data import CLASS_NAMES, SLIDE_FLOWERS, SLIDE_LABELS, SLIDE_MISPRINTS, SLI
 from .report_text import FIGURES, blocks, render_html, render_md, terminal_summary
 
 
-def _umask() -> int:
-    mask = os.umask(0)
-    os.umask(mask)
-    return mask
-
-
-def write_file(path: Path, data: bytes) -> None:
-    """Atomically (temp file + rename), readable as any file the user creates (mkstemp makes 0600)."""
-    atomic_write_bytes(path, data)
-    os.chmod(path, 0o666 & ~_umask())
-
-
 def prepare_out_dir(path) -> Path:
     """The output folder, created if missing; an existing path that is not a folder is refused."""
     out = Path(path)
@@ -53,28 +41,6 @@ def prepare_out_dir(path) -> Path:
 
 
 # ---- the computations beyond run_check -------------------------------------------------------
-def _canonical(weights: dict) -> dict:
-    return {k: weights[k] for k in sorted(weights, key=lambda k: (int(k[1:]), k[0] != "W"))}
-
-
-def allowance_per_step(traj: H.Trajectory, dtype: str) -> np.ndarray:
-    """The trajectory check's limit after every step, as harness.trajectory_section sets it: float64,
-    FLOAT64_RTOL; float32, FLOAT32_ORDER x the noise run's largest divergence so far (parameters and loss,
-    at least FLOAT32_MIN_FLOOR); inf (not judged) from the noise horizon on."""
-    n = traj.steps
-    if dtype == "float32":
-        offs = H._offsets(_canonical(traj.manual.final))
-        rel = H._per_step_rel(traj.noise.params[:n + 1], traj.base.params[:n + 1], offs, traj.noise.loss[:n],
-                              traj.base.loss[:n], dtype)
-        floor = np.maximum.accumulate(np.max(np.stack(list(rel.values())), axis=0))
-        allowed = tol.FLOAT32_ORDER * np.maximum(floor, tol.FLOAT32_MIN_FLOOR)
-    else:
-        allowed = np.full(n + 1, tol.FLOAT64_RTOL)
-    if traj.horizon is not None:
-        allowed[traj.horizon:] = np.inf
-    return allowed
-
-
 def _torch_probs(weights, spec: H.Spec, X) -> np.ndarray:
     import torch
     import torch_ref
@@ -141,10 +107,10 @@ def replay(spec: H.Spec, out: Path, schedule, data, allowed_torch: float) -> dic
             "torch_allowed": allowed_torch, "torch_ok": bool(rel_t <= allowed_torch)}
 
 
-def _per_step(traj: H.Trajectory, dtype: str) -> dict:
+def _per_step(traj: H.Trajectory) -> dict:
     return {"loss_manual": traj.manual.loss, "loss_torch": traj.torch.loss,
             "param_divergence": traj.param_rel_per_step, "noise_floor": traj.floor_per_step,
-            "allowance": allowance_per_step(traj, dtype)}
+            "allowance": traj.allowed_per_step}
 
 
 def _summary(traj: H.Trajectory, sec: H.Section) -> dict:
@@ -237,7 +203,7 @@ def write_report(spec: H.Spec, out: Path, slide: bool = True, companion: bool = 
              **{k: v for k, v in res.to_dict().items() if k not in ("agree", "steps")}}
         r["environment"]["cpu"] = _cpu()
         r["trajectory_summary"] = _summary(traj, res.trajectory)
-        r["per_step"] = _per_step(traj, spec.dtype)
+        r["per_step"] = _per_step(traj)
         stage("test predictions")
         r["test"], r["class_names"] = test_split_predictions(spec, traj, data), list(CLASS_NAMES)
         if slide:
@@ -254,13 +220,13 @@ def write_report(spec: H.Spec, out: Path, slide: bool = True, companion: bool = 
                 r["companion"] = _jsonable({"dtype": cspec.dtype, "agree": comp.section.agree,
                                             "trajectory": asdict(comp.section),
                                             "summary": _summary(comp, comp.section),
-                                            "per_step": _per_step(comp, cspec.dtype)})
+                                            "per_step": _per_step(comp)})
             except FloatingPointError as e:  # the other dtype diverged: nothing to compare, said so
                 r["companion"] = {"dtype": cspec.dtype, "agree": None, "error": f"training diverged: {e}"}
         stage("divergence figure")
         figs.update(figures.report_figures(r, ["divergence.png"]))
         for name in FIGURES:
-            write_file(out / name, figs[name])
+            atomic_write_bytes(out / name, figs[name])
         stage("weights")
         files = _write_weights(out, spec, traj)
         stage("replay of the schedule")
@@ -281,11 +247,11 @@ def write_report(spec: H.Spec, out: Path, slide: bool = True, companion: bool = 
         r["agree"] = all(r["parts"].values())
         r["files"] = {**{k: {"what": v, "sha256": _sha(out / k)} for k, v in FIGURES.items()}, **files}
         r["schedule"] = traj.schedule
-        write_file(out / "results.json", dump_json(r).encode())
+        atomic_write_bytes(out / "results.json", dump_json(r).encode())
         b = blocks({**r, "files": {"results.json": {"what": "everything in this report as data, with `schedule`",
                                                     "sha256": _sha(out / "results.json")}, **r["files"]}})
-        write_file(out / "report.md", render_md(b).encode())
-        write_file(out / "report.html", render_html(b, out).encode())
+        atomic_write_bytes(out / "report.md", render_md(b).encode())
+        atomic_write_bytes(out / "report.html", render_html(b, out).encode())
     finally:
         if job is not None:
             job.cancel()
@@ -307,8 +273,7 @@ def _write_weights(out: Path, spec: H.Spec, traj: H.Trajectory) -> dict:
         elif path.exists():
             path.unlink()  # stale, from an earlier report with early stopping
     for name, (w, what) in files.items():
-        manual.save_weights(out / name, _canonical(w), metadata={"description": f"{what}; config {config}"})
-        os.chmod(out / name, 0o666 & ~_umask())
+        manual.save_weights(out / name, w, metadata={"description": f"{what}; config {config}"})
     return {name: {"what": what, "sha256": _sha(out / name)} for name, (w, what) in files.items()}
 
 

@@ -138,10 +138,10 @@ def load_weights(path) -> dict[str, np.ndarray]:
     except Exception as e:  # safetensors raises its own error types for corrupt/truncated headers
         raise WeightsError(f"{str(path)!r} is not a valid safetensors file ({type(e).__name__}: {e})") from None
     try:
-        check_weights(weights)
+        L = len(check_weights(weights)) - 1
     except (WeightsError, TypeError) as e:
         raise WeightsError(f"{str(path)!r}: {e}") from None
-    return weights
+    return {f"{p}{l}": weights[f"{p}{l}"] for l in range(1, L + 1) for p in "Wb"}  # W1, b1, W2, ... in order
 
 
 def atomic_write_bytes(path, data: bytes) -> None:
@@ -149,6 +149,7 @@ def atomic_write_bytes(path, data: bytes) -> None:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; give the permissions open() would
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
@@ -157,3 +158,9 @@ def atomic_write_bytes(path, data: bytes) -> None:
     except BaseException:
         os.unlink(tmp)
         raise
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

@@ -125,3 +125,21 @@ def test_same_seed_same_json_across_processes(tmp_path, capsys):
     assert main([*args[:-2], "12", "--json", str(other)]) == 0
     capsys.readouterr()
     assert json.loads(other.read_bytes())["trajectory"] != json.loads(here.read_bytes())["trajectory"]
+
+
+def test_a_weights_file_in_any_tensor_order_gives_the_same_run(tmp_path):
+    """safetensors files list tensors in their own order; the harness must not depend on it."""
+    from compare.data import iris_split
+    from compare.harness import initial_weights, trajectory_section
+    from compare.spec import Spec
+
+    w = manual.init_weights([4, 3, 3], "xavier", seed=9)
+    path = manual.save_weights(tmp_path / "w.safetensors", {k: w[k] for k in ["b2", "W2", "b1", "W1"]})
+    spec = Spec(hidden=(3,), epochs=4, weights_file=str(path))
+    init = initial_weights(spec)
+    assert list(init) == ["W1", "b1", "W2", "b2"] and all(np.array_equal(init[k], w[k]) for k in w)
+    data = iris_split()
+    traj = trajectory_section(spec, init, data)
+    net = manual.MLP.from_weights(w)
+    manual.train(net, data.X_train, data.y_train, epochs=4, lr=spec.lr)
+    assert all(np.array_equal(traj.manual.final[k], v) for k, v in net.weights().items())

@@ -199,3 +199,14 @@ def test_early_stopping_restores_the_best_weights():
     best_step = h.best_epoch * 12 - 1  # 12 mini-batches per epoch; the last step of the best epoch
     assert all(np.array_equal(w, snapshots[best_step][k]) for k, w in net.weights().items())
     assert h.val_accuracy[h.best_epoch - 1] == max(h.val_accuracy)
+
+
+def test_loaded_weights_come_in_layer_order_and_files_are_world_readable(tmp_path):
+    import os
+
+    w = manual.init_weights([4, 6, 5, 3], seed=2)
+    path = manual.save_weights(tmp_path / "w.safetensors", w)
+    assert list(manual.load_weights(path)) == ["W1", "b1", "W2", "b2", "W3", "b3"]
+    umask = os.umask(0)
+    os.umask(umask)
+    assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
