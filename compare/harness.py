@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import platform
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Callable
 
@@ -563,8 +564,27 @@ def environment(spec: Spec) -> dict:
     return env
 
 
+@contextmanager
+def one_torch_thread():
+    """Iris-sized tensors: extra torch threads only cost, and spin badly on a busy machine (a float32
+    trajectory took 50 s instead of 3 s with two threads while other jobs ran)."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
 def run_check(spec: Spec, data: Split | None = None, progress: Callable[[str], None] | None = None
               ) -> tuple[CheckResult, Trajectory]:
+    with one_torch_thread():
+        return _run_check(spec, data, progress)
+
+
+def _run_check(spec, data, progress):
     data = data if data is not None else iris_split(spec.dtype, spec.standardize)
     weights = initial_weights(spec)
     say = progress or (lambda s: None)

@@ -155,10 +155,8 @@ class _Stages:
 
 
 def _companion(cspec: H.Spec) -> H.Trajectory:
-    import torch
-
-    torch.set_num_threads(1)
-    return H.trajectory_section(cspec, H.initial_weights(cspec), iris_split(cspec.dtype, cspec.standardize))
+    with H.one_torch_thread():
+        return H.trajectory_section(cspec, H.initial_weights(cspec), iris_split(cspec.dtype, cspec.standardize))
 
 
 class _Companion:
@@ -187,12 +185,14 @@ class _Companion:
 def write_report(spec: H.Spec, out: Path, slide: bool = True, companion: bool = True, stream=None) -> bool:
     """Run the check (with the companion run in the other dtype, the slide's flowers) and write the report
     into ``out`` (see the module docstring).  Returns True when everything agrees."""
-    t0 = time.perf_counter()
-    import torch
     import torch._dynamo  # noqa: F401  (torch.optim imports it on first use: once here, before the fork)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: extra threads only cost, and can spin badly on a busy machine
+    with H.one_torch_thread():
+        return _write_report(spec, out, slide, companion, stream)
+
+
+def _write_report(spec, out, slide, companion, stream):
+    t0 = time.perf_counter()
     data = iris_split(spec.dtype, spec.standardize)
     cspec = replace(spec, dtype="float32" if spec.dtype == "float64" else "float64")
     job = _Companion(cspec) if companion else None
@@ -256,7 +256,6 @@ def write_report(spec: H.Spec, out: Path, slide: bool = True, companion: bool = 
         if job is not None:
             job.cancel()
         stage.close()
-        torch.set_num_threads(threads)
     print(terminal_summary(r, out, time.perf_counter() - t0), file=stream or sys.stdout)
     return r["agree"]
 
