@@ -3,6 +3,7 @@
 
     make bench                      # = .venv/bin/python benchmarks/bench.py   (~2 minutes)
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE make bench   # when those are set: they can slow NumPy
+    .venv/bin/python benchmarks/bench.py --wait-idle 900       # on a shared machine: start when it is idle
     .venv/bin/python benchmarks/bench.py --quick               # a smoke run (~30 s), numbers rougher
 
 What is timed, on the lecture's model (sigmoid hidden layers, softmax output, cross-entropy, plain SGD):
@@ -30,6 +31,10 @@ that the other side's spinning threads have gone to sleep): the machine's speed 
 over seconds to minutes, and blocks that are adjacent in time see the same drift, so each round's
 manual/torch ratio cancels it.  Reported: the median over rounds of each block's median time, and the
 median (min-max) of the per-round ratios.  Both libraries run with their default threads (2 here).
+Every block starts from the initial weights (restored untimed), so both sides time the same steps.
+Other work on the machine is not drift: torch's OpenMP threads slow down up to 100-fold when another
+process takes a core.  So the driver counts, per round, the CPU time that processes other than its
+own used (/proc/stat), drops rounds in which they used more than ``--max-others`` cores, and says so.
 
 Peak memory: one fresh process per measurement (``--memory``).  It builds the network, warms the
 libraries up with two steps on a throwaway copy of the network (code pages, thread pools, BLAS
@@ -53,6 +58,7 @@ import json
 import math
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -128,7 +134,8 @@ def _weights(case: Case):
 
 
 def numpy_functions(case: Case) -> dict:
-    """name -> (prepare or None, fn): fn(prepare()) is timed."""
+    """name -> (prepare or None, fn, reset): fn(prepare()) is timed; reset() (untimed, before every block)
+    puts the initial weights back, so that both sides time the same steps from the same state."""
     import inspect
 
     import numpy as np
@@ -141,12 +148,12 @@ def numpy_functions(case: Case) -> dict:
     opt = manual.make_optimizer("sgd", net.params, case.lr)
     Y = manual.one_hot(y, case.sizes[-1], net.dtype)
     L = net.L
-    # checkouts from before the training buffers (--manual-from) have no reuse argument
+    # as manual.train's loop; checkouts from before this issue's changes (--manual-from) have no reuse, no _loss
     reuse = {"reuse": True} if "reuse" in inspect.signature(net._forward).parameters else {}
 
     def loss_grad(_):
         net._forward(X, None, **reuse)
-        loss = net.loss_f(net.z[L], net.a[L], Y, y)
+        loss = net._loss(Y, y) if hasattr(net, "_loss") else net.loss_f(net.z[L], net.a[L], Y, y)
         if not math.isfinite(loss):
             raise FloatingPointError(loss)
         return net._backprop(Y, y)
@@ -154,12 +161,16 @@ def numpy_functions(case: Case) -> dict:
     def step(_):
         opt.step(loss_grad(None))
 
-    fns = {"loss+grad": (None, loss_grad), "step": (None, step), "gradients()": (None, lambda _: net.gradients(X, y))}
+    def reset():
+        net.set_weights(w)
+
+    fns = {"loss+grad": (None, loss_grad, reset), "step": (None, step, reset),
+           "gradients()": (None, lambda _: net.gradients(X, y), reset)}
     if case.key == "iris":
         order = np.tile(np.arange(len(y)), (RUN_EPOCHS, 1))  # what the harness passes: canonical order
         fns["1000 epochs"] = (lambda: manual.MLP.from_weights(w, "sigmoid", "softmax", "cross_entropy"),
                               lambda n: manual.train(n, X, y, epochs=RUN_EPOCHS, lr=case.lr, order=order,
-                                                     X_val=Xv, y_val=yv))
+                                                     X_val=Xv, y_val=yv), lambda: None)
     return fns
 
 
@@ -180,7 +191,7 @@ def torch_functions(case: Case) -> dict:
     def loss_grad(_):  # torch_ref.train's inner loop without the batch indexing
         opt.zero_grad()
         logits = model(Xt)
-        c = criterion(logits, model.output(logits), yt)
+        c = criterion(logits, None, yt)  # cross-entropy on the logits: a^L is not needed
         value = c.item()
         if not math.isfinite(value):
             raise FloatingPointError(value)
@@ -190,13 +201,18 @@ def torch_functions(case: Case) -> dict:
         loss_grad(None)
         opt.step()
 
-    fns = {"loss+grad": (None, loss_grad), "step": (None, step), "gradients()": (None, loss_grad)}
+    initial = {k: v.clone() for k, v in model.state_dict().items()}
+
+    def reset():
+        model.load_state_dict(initial)
+
+    fns = {"loss+grad": (None, loss_grad, reset), "step": (None, step, reset), "gradients()": (None, loss_grad, reset)}
     if case.key == "iris":
         order = np.tile(np.arange(len(y)), (RUN_EPOCHS, 1))
         Xvt, yvt = torch.from_numpy(Xv), torch.from_numpy(yv)
         fns["1000 epochs"] = (lambda: torch_ref.from_shared(w, "sigmoid", "softmax"),
                               lambda m: torch_ref.train(m, Xt, yt, loss="cross_entropy", epochs=RUN_EPOCHS,
-                                                        lr=case.lr, order=order, X_val=Xvt, y_val=yvt))
+                                                        lr=case.lr, order=order, X_val=Xvt, y_val=yvt), lambda: None)
     return fns
 
 
@@ -207,11 +223,11 @@ def gemm_function(side: str, dtype: str):
     A, B = (rng.standard_normal((GEMM_N, GEMM_N)).astype(dtype) for _ in range(2))
     C = np.empty_like(A)
     if side == "numpy":
-        return None, lambda _: np.matmul(A, B, out=C)
+        return None, lambda _: np.matmul(A, B, out=C), lambda: None
     import torch
 
     At, Bt, Ct = torch.from_numpy(A), torch.from_numpy(B), torch.from_numpy(C)
-    return None, lambda _: torch.mm(At, Bt, out=Ct)
+    return None, lambda _: torch.mm(At, Bt, out=Ct), lambda: None
 
 
 # ---- worker processes ------------------------------------------------------------------------------
@@ -247,10 +263,12 @@ def worker(side: str, manual_from: str | None) -> None:
                     case_key, what = name.split("/", 1)
                     make = numpy_functions if side == "numpy" else torch_functions
                     fns.update({f"net:{case_key}/{w}": f for w, f in make(CASE[case_key]).items()})
-            prepare, fn = fns[key]
+            prepare, fn, reset = fns[key]
+            reset()
             times = []
             gc.collect()
             gc.disable()
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
             try:
                 for _ in range(req["reps"]):
                     arg = prepare() if prepare is not None else None
@@ -259,7 +277,8 @@ def worker(side: str, manual_from: str | None) -> None:
                     times.append(time.perf_counter() - t0)
             finally:
                 gc.enable()
-            reply = {"times": times}
+            faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults
+            reply = {"times": times, "faults": faults / req["reps"]}  # minor page faults per call
         proto.write(json.dumps(reply) + "\n")
         proto.flush()
     if side == "numpy":
@@ -348,8 +367,6 @@ def _status_kib(field: str) -> int:
 
 def memory(side: str, case_key: str, manual_from: str | None) -> dict:
     """Peak resident memory of three training steps (see the module docstring), in KiB."""
-    import resource
-
     if manual_from:
         sys.path.insert(0, os.path.abspath(manual_from))
     case = CASE[case_key]
@@ -361,11 +378,11 @@ def memory(side: str, case_key: str, manual_from: str | None) -> dict:
     except OSError:
         method = None
     if method:
-        _, warm = make(case)["step"]  # a throwaway network: libraries, threads and BLAS buffers warmed up
+        _, warm, _ = make(case)["step"]  # a throwaway network: libraries, threads and BLAS buffers warmed up
         warm(None)
         warm(None)
         del warm
-    _, step = make(case)["step"]
+    _, step, _ = make(case)["step"]
     gc.collect()
     if method:
         try:
@@ -423,11 +440,16 @@ def calibrate(worker: Worker, key: str, block_s: float) -> int:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--rounds", type=int, default=9, help="interleaved rounds (default 9)")
-    ap.add_argument("--block", type=float, default=0.15, help="seconds per timing block (default 0.15)")
-    ap.add_argument("--gap", type=float, default=0.15,
-                    help="idle seconds between blocks, so that the other side's BLAS/OpenMP threads stop "
-                         "spinning (default 0.15)")
+    ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
+    ap.add_argument("--block", type=float, default=0.12, help="seconds per timing block (default 0.12)")
+    ap.add_argument("--gap", type=float, default=0.12,
+                    help="idle seconds before each block, so that the other side's BLAS/OpenMP threads have "
+                         "stopped spinning (OpenBLAS: 2^28 cycles, ~0.1 s; default 0.12)")
+    ap.add_argument("--max-others", type=float, default=0.2, metavar="CORES",
+                    help="drop rounds during which other processes used more than this many cores "
+                         "(default 0.2; if every round is over it, all are kept and a warning says so)")
+    ap.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
+                    help="first wait up to this long for 5 s in which other processes use < 0.1 cores")
     ap.add_argument("--cases", nargs="+", default=[c.key for c in CASES], choices=[c.key for c in CASES])
     ap.add_argument("--no-run", action="store_true", help="skip the 1000-epoch iris runs")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
@@ -446,7 +468,24 @@ def main(argv=None) -> int:
         return 0
     if args.quick:
         args.rounds, args.block = 3, 0.08
+    if args.wait_idle:
+        wait_idle(args.wait_idle)
     return drive(args)
+
+
+def wait_idle(limit: float, window: float = 5.0, threshold: float = 0.1) -> None:
+    deadline = time.time() + limit
+    while True:
+        b0 = _machine_busy_seconds()
+        time.sleep(window)
+        busy = (_machine_busy_seconds() - b0) / window
+        if busy < threshold:
+            return
+        if time.time() > deadline:
+            print(f"the machine did not become idle within {limit:.0f} s (other processes use {busy:.2f} cores); "
+                  "measuring anyway", flush=True)
+            return
+        print(f"waiting for an idle machine (other processes use {busy:.2f} cores) ...", flush=True)
 
 
 def drive(args) -> int:
@@ -465,23 +504,24 @@ def drive(args) -> int:
         keys = timing_plan(args)
         print(f"\ncalibrating and warming up {len(keys)} timings on both sides ...", flush=True)
         reps = {(side, k): calibrate(w, k, args.block) for k in keys for side, w in workers.items()}
-        blocks = {(side, k): [] for side in workers for k in keys}
+        rounds = []  # per round: {(side, key): block median}, and the CPU other processes used meanwhile
         t0 = time.time()
-        ours0 = _proc_cpu_seconds(os.getpid()) + sum(w.cpu_seconds() for w in workers.values())
-        busy0 = _machine_busy_seconds()
         for r in range(args.rounds):
+            ours0 = _proc_cpu_seconds(os.getpid()) + sum(w.cpu_seconds() for w in workers.values())
+            busy0, r0 = _machine_busy_seconds(), time.time()
+            got = {}
             for k in keys:
                 order = ("numpy", "torch") if r % 2 == 0 else ("torch", "numpy")  # ABBA: no side always first
                 for side in order:
                     time.sleep(args.gap)
-                    times = workers[side].ask(cmd="time", key=k, reps=reps[side, k])["times"]
-                    blocks[side, k].append(statistics.median(times))
-            print(f"  round {r + 1}/{args.rounds} done ({time.time() - t0:.0f} s)", flush=True)
-        wall = time.time() - t0
-        ours = _proc_cpu_seconds(os.getpid()) + sum(w.cpu_seconds() for w in workers.values()) - ours0
-        others = max(0.0, _machine_busy_seconds() - busy0 - ours)
-        contention = {"wall_s": wall, "ours_cpu_s": ours, "others_cpu_s": others,
-                      "others_cores": others / wall if wall else 0.0}
+                    reply = workers[side].ask(cmd="time", key=k, reps=reps[side, k])
+                    got[side, k] = (statistics.median(reply["times"]), reply["faults"])
+            ours = _proc_cpu_seconds(os.getpid()) + sum(w.cpu_seconds() for w in workers.values()) - ours0
+            others = max(0.0, _machine_busy_seconds() - busy0 - ours) / (time.time() - r0)
+            rounds.append({"blocks": got, "others_cores": others})
+            print(f"  round {r + 1}/{args.rounds} done ({time.time() - t0:.0f} s)"
+                  + (f"  other processes used {others:.2f} cores: round dropped" if others > args.max_others else ""),
+                  flush=True)
     finally:
         for w in workers.values():
             w.close()
@@ -493,8 +533,15 @@ def drive(args) -> int:
                 for side in ("numpy", "torch"):
                     mem[side, case.key] = run_memory(side, case.key, args.manual_from)
     load1 = os.getloadavg()
-    result = summarise(args, keys, blocks, reps, mem, info, env, started, load0, load1)
-    result["contention"] = contention
+    clean = [r for r in rounds if r["others_cores"] <= args.max_others]
+    used = clean if clean else rounds
+    blocks = {(side, k): [r["blocks"][side, k][0] for r in used] for side in ("numpy", "torch") for k in keys}
+    faults = {(side, k): statistics.median(r["blocks"][side, k][1] for r in used)
+              for side in ("numpy", "torch") for k in keys}
+    result = summarise(args, keys, blocks, reps, mem, info, env, started, load0, load1, faults)
+    result["contention"] = {"others_cores_per_round": [r["others_cores"] for r in rounds],
+                            "rounds_used": len(used), "rounds_dropped": len(rounds) - len(clean),
+                            "all_contended": not clean}
     missed = print_results(result)
     if args.json:
         with open(args.json, "w") as f:
@@ -527,7 +574,7 @@ def _ratio_stats(a, b):
     return statistics.median(r), r[0], r[-1]
 
 
-def summarise(args, keys, blocks, reps, mem, info, env, started, load0, load1) -> dict:
+def summarise(args, keys, blocks, reps, mem, info, env, started, load0, load1, faults) -> dict:
     med = {k: statistics.median(v) for k, v in blocks.items()}
     peak = {dt: 2 * GEMM_N ** 3 / med["numpy", f"gemm:{dt}"] / 1e9 for dt in ("float32", "float64")}
     rows = []
@@ -536,7 +583,8 @@ def summarise(args, keys, blocks, reps, mem, info, env, started, load0, load1) -
         m, t = med["numpy", k], med["torch", k]
         ratio, lo, hi = _ratio_stats(blocks["numpy", k], blocks["torch", k])
         row = {"key": k, "manual_s": m, "torch_s": t, "ratio": ratio, "ratio_min": lo, "ratio_max": hi,
-               "reps": [reps["numpy", k], reps["torch", k]]}
+               "reps": [reps["numpy", k], reps["torch", k]],
+               "faults_per_call": [faults["numpy", k], faults["torch", k]]}
         if kind == "gemm":
             row.update(case="GEMM 1024^3 " + name, what="matmul", manual_gflops=2 * GEMM_N ** 3 / m / 1e9,
                        torch_gflops=2 * GEMM_N ** 3 / t / 1e9, dtype=name)
@@ -569,6 +617,7 @@ def summarise(args, keys, blocks, reps, mem, info, env, started, load0, load1) -
     return {"date": started.isoformat(timespec="seconds"), "host": platform.node(), "cpu": cpu_model(),
             "cpus": os.cpu_count(), "load_avg_start": load0, "load_avg_end": load1, "env": env,
             "rounds": args.rounds, "block_s": args.block, "gap_s": args.gap, "manual_from": args.manual_from,
+            "max_others": args.max_others,
             "gemm_peak_gflops": peak, "info": info, "rows": rows,
             "memory": {f"{s}/{c}": v for (s, c), v in mem.items()}, "targets": targets}
 
@@ -597,16 +646,18 @@ def print_results(res: dict) -> list:
                   f"{p['threading_layer'] or ''} {p['num_threads']} threads ({os.path.basename(p['filepath'] or '')})")
     pk = res["gemm_peak_gflops"]
     print(f"GEMM peak (NumPy, 1024^3): {pk['float32']:.1f} GFLOP/s float32, {pk['float64']:.1f} GFLOP/s float64")
-    print(f"{res['rounds']} interleaved rounds, {res['block_s']} s blocks, {res['gap_s']} s gaps; medians; "
+    print(f"{res['contention']['rounds_used']} interleaved rounds, {res['block_s']} s blocks, {res['gap_s']} s gaps; medians; "
           f"ratio = median (min-max) of the per-round manual/torch ratios; % = of NumPy's GEMM peak\n")
-    head = f"{'case':36s} {'what':12s} {'manual':>10s} {'torch':>10s}  {'manual/torch':>20s}  {'manual GFLOP/s':>17s}  {'torch GFLOP/s':>17s}"
+    head = (f"{'case':36s} {'what':12s} {'manual':>10s} {'torch':>10s}  {'manual/torch':>20s}  {'manual GFLOP/s':>17s}"
+            f"  {'torch GFLOP/s':>17s}  {'page faults/call':>16s}")
     print(head)
     print("-" * len(head))
     for r in res["rows"]:
         g = lambda side: (f"{r[side + '_gflops']:7.1f} ({r[side + '_peak_pct']:4.0f} %)"  # noqa: E731
                           if f"{side}_gflops" in r else "")
         print(f"{r['case']:36s} {r['what']:12s} {_t(r['manual_s']):>10s} {_t(r['torch_s']):>10s}  "
-              f"{r['ratio']:6.3f} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})  {g('manual'):>17s}  {g('torch'):>17s}")
+              f"{r['ratio']:6.3f} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})  {g('manual'):>17s}  {g('torch'):>17s}"
+              f"  {r['faults_per_call'][0]:7.0f} {r['faults_per_call'][1]:7.0f}")
     if res["memory"]:
         print("\npeak memory of a training step (fresh process each; VmHWM above VmRSS before the steps):")
         print(f"{'case':36s} {'manual':>10s} {'torch':>10s}  {'manual/torch':>12s}   kept between steps (manual / torch)")
@@ -625,9 +676,12 @@ def print_results(res: dict) -> list:
         if not t["met"]:
             missed.append(t)
     c = res["contention"]
-    print(f"\nduring the {c['wall_s']:.0f} s of timing, other processes used {c['others_cores']:.2f} of the "
-          f"{res['cpus']} cores on average (this benchmark: {c['ours_cpu_s'] / c['wall_s']:.2f})"
-          + ("  -- other work was running: rerun on an idle machine" if c["others_cores"] > 0.1 else ""))
+    per_round = ", ".join(f"{x:.2f}" for x in c["others_cores_per_round"])
+    print(f"\nother processes' CPU use per round, in cores: {per_round}; rounds used {c['rounds_used']}, "
+          f"dropped {c['rounds_dropped']} (> {res['max_others']} cores)")
+    if c["all_contended"]:
+        print("WARNING: every round ran beside other work; these numbers are not a measurement of this "
+              "machine. Rerun when it is idle (--wait-idle).")
     return missed
 
 

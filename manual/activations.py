@@ -19,6 +19,8 @@ from typing import Callable
 
 import numpy as np
 
+from .rowops import row_max, row_sum
+
 SOFTPLUS_THRESHOLD = 20.0  # torch.nn.Softplus default
 
 
@@ -93,14 +95,21 @@ def softplus_prime(z, fz):
 # Output layer.  softmax is not element-wise: its "f'" is the Jacobian-vector product
 # delta = J^T g = a * (g - sum_j g_j a_j), so every output's fprime here is (z, a, g) -> delta^L.
 def softmax(z):
-    e = z - z.max(axis=1, keepdims=True)  # shifted so that no exp overflows
-    np.exp(e, out=e)                      # in place: one array, not three
-    e /= e.sum(axis=1, keepdims=True)
-    return e
+    return softmax_parts(z)[0]
+
+
+def softmax_parts(z):
+    """softmax(z) and what it computes on the way: t = z - max_j z_ij (shifted so that no exp overflows) and
+    s_i = sum_j e^{t_ij}.  log s_i - t_{i,y} is the cross-entropy of row i (see losses.cross_entropy)."""
+    t = z - row_max(z)[:, None]
+    e = np.exp(t)
+    s = row_sum(e)
+    e /= s[:, None]                       # e^{t_ij} / s_i, in place
+    return e, t, s
 
 
 def softmax_backprop(z, a, g):
-    return a * (g - (g * a).sum(axis=1, keepdims=True))
+    return a * (g - row_sum(g * a)[:, None])
 
 
 def identity(z):

@@ -9,6 +9,8 @@ the cache, never page-faulted) instead of being as large as all the parameters t
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 CHUNK = 1 << 16  # elements per piece of a flat update: 256 KiB in float32, 512 KiB in float64
@@ -18,7 +20,7 @@ def views(flat: np.ndarray, shapes) -> list[np.ndarray]:
     """Consecutive pieces of the 1-D array ``flat``, reshaped to ``shapes`` (views, no copies)."""
     out, start = [], 0
     for shape in shapes:
-        size = int(np.prod(shape))
+        size = math.prod(shape)
         out.append(flat[start:start + size].reshape(shape))
         start += size
     return out
@@ -49,15 +51,14 @@ def state_like(params, flat_params):
 def pieces(params, flat_params, grads, *states):
     """What an optimiser step updates, as tuples (p, g, state_1, ...): per tensor, or -- when the parameters
     and the gradients are both views of flat arrays (MLP.params and what MLP._backprop returns, its
-    ``.flat``) -- consecutive chunks of the flat arrays.  Each state is a pair (flat array or None,
-    list of per-tensor arrays or Nones)."""
+    ``.flat``) -- the flat arrays themselves, in chunks of CHUNK elements when they are larger.  Each state
+    is a pair (flat array or None, list of per-tensor arrays or Nones), as state_like makes them."""
     flat_grads = getattr(grads, "flat", None)
-    if flat_params is not None and flat_grads is not None and all(s[0] is not None or s[1][0] is None
-                                                                  for s in states):
-        flats = [s[0] for s in states]
-        for start in range(0, flat_params.size, CHUNK):
-            end = start + CHUNK
-            yield (flat_params[start:end], flat_grads[start:end],
-                   *(None if f is None else f[start:end] for f in flats))
-    else:
+    if flat_params is None or flat_grads is None:
         yield from zip(params, grads, *(s[1] for s in states))
+    elif flat_params.size <= CHUNK:
+        yield (flat_params, flat_grads, *(s[0] for s in states))
+    else:
+        for start in range(0, flat_params.size, CHUNK):
+            part = slice(start, start + CHUNK)
+            yield (flat_params[part], flat_grads[part], *(None if f is None else f[part] for f, _ in states))

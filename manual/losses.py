@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .rowops import row_max, row_numbers, row_sum
+
 
 def one_hot(y: np.ndarray, n_classes: int, dtype) -> np.ndarray:
     Y = np.zeros((y.shape[0], n_classes), dtype=dtype)
@@ -21,12 +23,16 @@ def one_hot(y: np.ndarray, n_classes: int, dtype) -> np.ndarray:
 
 
 def cross_entropy(z, a, Y, y):
-    n = z.shape[0]
-    t = z - z.max(axis=1, keepdims=True)            # t_ij = z_ij - max_j z_ij <= 0: no exp overflows
-    lse = np.log(np.exp(t).sum(axis=1))             # log sum_j e^{z_ij} - max_j z_ij
-    # mean_i [log sum_j e^{z_ij} - z_{i,y_i}], each row as lse_i - t_{i,y_i} (two terms >= 0: no cancellation);
-    # sum / n is np.mean's own arithmetic without its per-call overhead
-    return float((lse - t[np.arange(n), y]).sum() / n)
+    t = z - row_max(z)[:, None]                     # t_ij = z_ij - max_j z_ij <= 0: no exp overflows
+    return cross_entropy_from_parts(t, row_sum(np.exp(t)), y)
+
+
+def cross_entropy_from_parts(t, s, y):
+    """The cross-entropy from t = z - max_j z_ij and s_i = sum_j e^{t_ij} (what softmax_parts computes):
+    log sum_j e^{z_ij} - z_{i,y_i} = log s_i - t_{i,y_i}, two terms >= 0 (no cancellation), averaged;
+    sum / n is np.mean's own arithmetic without its per-call overhead."""
+    n = t.shape[0]
+    return float((np.log(s) - t[row_numbers(n), y]).sum() / n)
 
 
 def cross_entropy_delta(z, a, Y, y):  # softmax and cross-entropy fused: dC/dz^L

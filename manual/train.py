@@ -117,7 +117,7 @@ def train(net: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, opt
                     Xb, Yb, yb = X[idx], Y[idx], y[idx]
                 m = None if not dropout else [masks(step, l, (len(idx), net.sizes[l])) for l in range(1, net.L)]
                 net._forward(Xb, m, reuse=True)  # into arrays kept for this batch size: nobody keeps a step's
-                loss = net.loss_f(net.z[net.L], net.a[net.L], Yb, yb)
+                loss = net._loss(Yb, yb)        # loss_f(z^L, a^L, Yb, yb), softmax's parts reused
                 if not math.isfinite(loss):
                     raise TrainingDiverged(f"the loss became {loss} at step {step} (epoch {epoch}); "
                                            f"lower the learning rate (lr={lr}) or standardise the inputs")
@@ -130,9 +130,9 @@ def train(net: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, opt
             hist.epochs_run = epoch
             hist.train_accuracy.append(accuracy(net._forward(X), y))
             if X_val is not None:
-                err = error_rate(net._forward(X_val), y_val)
-                hist.val_accuracy.append(accuracy(net.a[net.L], y_val))
+                hist.val_accuracy.append(accuracy(net._forward(X_val), y_val))
                 if patience is not None:
+                    err = error_rate(net.a[net.L], y_val)
                     if err < best_err:
                         best_err, since_best, hist.best_epoch, hist.best_weights = err, 0, epoch, net.weights()
                     else:

@@ -116,7 +116,8 @@ def train(model: MLP, X: torch.Tensor, y: torch.Tensor, *, loss: str, epochs: in
                                    for l in range(1, len(model.sizes) - 1)]
                 opt.zero_grad()
                 logits = model(xb)
-                c = criterion(logits, model.output(logits), yb)
+                probs = None if loss == "cross_entropy" else model.output(logits)  # CrossEntropyLoss takes logits
+                c = criterion(logits, probs, yb)
                 value = c.item()
                 if not math.isfinite(value):
                     raise FloatingPointError(f"the loss became {value} at step {step} (epoch {epoch}); "
