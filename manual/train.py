@@ -104,6 +104,14 @@ def train(net: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, opt
         drop_rng = np.random.default_rng([seed, 1])
         masks = lambda step, layer, shape: dropout_mask(drop_rng, dropout, shape, net.dtype)  # noqa: E731
     Y = one_hot(y, net.sizes[-1], net.dtype)  # built once, rows picked per batch
+    # A diverging run overflows somewhere before its loss turns inf: the loss check below stops it with
+    # a clear message (and the parameters are checked after every epoch), so NumPy's warnings are off.
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        return _loop(net, X, y, Y, order, B, opt, dropout, masks, X_val, y_val, patience, callback, lr)
+
+
+def _loop(net, X, y, Y, order, B, opt, dropout, masks, X_val, y_val, patience, callback, lr) -> History:
+    n, epochs = X.shape[0], order.shape[0]
     canonical = (order == np.arange(n)).all(axis=1) if B == n else None  # full-batch epochs in row order
     hist = History()
     best_err, since_best, step = math.inf, 0, 0
@@ -128,6 +136,9 @@ def train(net: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, opt
                     callback(step, net, loss)
                 step += 1
             hist.epochs_run = epoch
+            if not np.isfinite(net._flat).all():
+                raise TrainingDiverged(f"a parameter became NaN or Inf in epoch {epoch} (step {step - 1}); "
+                                       f"lower the learning rate (lr={lr}) or standardise the inputs")
             hist.train_accuracy.append(accuracy(net._forward(X), y))
             if X_val is not None:
                 hist.val_accuracy.append(accuracy(net._forward(X_val), y_val))

@@ -210,3 +210,10 @@ def test_loaded_weights_come_in_layer_order_and_files_are_world_readable(tmp_pat
     umask = os.umask(0)
     os.umask(umask)
     assert os.stat(path).st_mode & 0o777 == 0o666 & ~umask
+
+
+def test_a_diverging_run_stops_with_a_clear_message_and_no_warnings():
+    s = iris_split()
+    net = manual.MLP.from_weights(manual.init_weights([4, 6, 3], seed=0), "relu", "identity", "mse")
+    with pytest.raises(manual.TrainingDiverged, match=r"became (inf|nan|NaN).* lower the learning rate \(lr=10000.0\)"):
+        manual.train(net, s.X_train, s.y_train, epochs=100, lr=1e4)  # RuntimeWarnings are errors in this suite
