@@ -441,7 +441,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--rounds", type=int, default=7, help="interleaved rounds (default 7)")
-    ap.add_argument("--block", type=float, default=0.12, help="seconds per timing block (default 0.12)")
+    ap.add_argument("--block", type=float, default=0.2, help="seconds per timing block (default 0.2)")
     ap.add_argument("--gap", type=float, default=0.12,
                     help="idle seconds before each block, so that the other side's BLAS/OpenMP threads have "
                          "stopped spinning (OpenBLAS: 2^28 cycles, ~0.1 s; default 0.12)")
@@ -639,11 +639,11 @@ def print_results(res: dict) -> list:
         for p in npi:
             print(f"NumPy worker thread pool: {p['internal_api']} {p['version']}, kernel {p.get('architecture')}, "
                   f"{p['threading_layer']}, {p['num_threads']} threads ({os.path.basename(p['filepath'] or '')})")
-    thp = res["info"]["torch"]["threadpools"]
-    if not isinstance(thp, str):
-        for p in thp:
-            print(f"torch worker thread pool: {p['internal_api']} {p['version']}, "
-                  f"{p['threading_layer'] or ''} {p['num_threads']} threads ({os.path.basename(p['filepath'] or '')})")
+    thp, th = res["info"]["torch"]["threadpools"], res["info"]["torch"]
+    omp = [p for p in thp if p["internal_api"] == "openmp"] if not isinstance(thp, str) else []
+    print(f"torch worker: {th.get('torch_blas')} (linked into torch), "
+          + ", ".join(f"OpenMP {os.path.basename(p['filepath'] or '')} {p['num_threads']} threads" for p in omp)
+          + f"; torch.get_num_threads() = {th.get('torch_threads')}")
     pk = res["gemm_peak_gflops"]
     print(f"GEMM peak (NumPy, 1024^3): {pk['float32']:.1f} GFLOP/s float32, {pk['float64']:.1f} GFLOP/s float64")
     print(f"{res['contention']['rounds_used']} interleaved rounds, {res['block_s']} s blocks, {res['gap_s']} s gaps; medians; "

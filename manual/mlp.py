@@ -244,7 +244,7 @@ class _Buffers:
     def __init__(self, net: MLP, n: int | None = None):
         L, sizes, dt = net.L, net.sizes, net.dtype
         none = [None] * (L + 1)
-        self.n, self._a, self._dtype = n, list(none), dt
+        self.n, self._a = n, list(none)
         if n is None:
             self.z = self.h = self.delta = self.fprime = none
             self.grads = None
