@@ -457,6 +457,8 @@ def main(argv=None) -> int:
     ap.add_argument("--json", help="also write the results to this JSON file")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     ap.add_argument("--manual-from", help="import manual from this checkout instead (before/after comparisons)")
+    ap.add_argument("--markdown", nargs="+", metavar="JSON",
+                    help="print the README's tables from the --json files of runs (the last one in full)")
     ap.add_argument("--worker", choices=["numpy", "torch"], help=argparse.SUPPRESS)
     ap.add_argument("--memory", nargs=2, metavar=("SIDE", "CASE"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -465,6 +467,9 @@ def main(argv=None) -> int:
         return 0
     if args.memory:
         print(json.dumps(memory(*args.memory, args.manual_from)))
+        return 0
+    if args.markdown:
+        print(markdown([json.load(open(p)) for p in args.markdown]))
         return 0
     if args.quick:
         args.rounds, args.block = 3, 0.08
@@ -628,6 +633,33 @@ def _t(s: float) -> str:
     if s >= 1e-3:
         return f"{s * 1e3:.2f} ms"
     return f"{s * 1e6:.1f} us"
+
+
+def markdown(runs: list[dict]) -> str:
+    """The targets of each run side by side, then the last run's whole table (README format)."""
+    out = ["| target | " + " | ".join(f"run {i + 1} ({r['date'][:16].replace('T', ' ')})" for i, r in enumerate(runs))
+           + " |", "| --- |" + " --- |" * len(runs)]
+    for i, t in enumerate(runs[0]["targets"]):
+        cells = [f"{r['targets'][i]['value']} {'met' if r['targets'][i]['met'] else '**missed**'}" for r in runs]
+        out.append(f"| {t['what']} | " + " | ".join(cells) + " |")
+    last = runs[-1]
+    pk = last["gemm_peak_gflops"]
+    out += ["", f"Run {len(runs)} in full (NumPy GEMM peak {pk['float32']:.0f} GFLOP/s float32, "
+            f"{pk['float64']:.0f} float64; {last['contention']['rounds_used']} rounds):", "",
+            "| case | what | manual | torch | manual/torch (min-max) | manual GFLOP/s (% of peak) | torch GFLOP/s (% of peak) |",
+            "| --- | --- | ---: | ---: | ---: | ---: | ---: |"]
+    for r in last["rows"]:
+        g = lambda side: (f"{r[side + '_gflops']:.1f} ({r[side + '_peak_pct']:.0f} %)"  # noqa: E731
+                          if f"{side}_gflops" in r else "")
+        out.append(f"| {r['case']} | {r['what']} | {_t(r['manual_s'])} | {_t(r['torch_s'])} | "
+                   f"{r['ratio']:.3f} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f}) | {g('manual')} | {g('torch')} |")
+    if last["memory"]:
+        out += ["", "| peak memory of a training step | manual | torch |", "| --- | ---: | ---: |"]
+        for case in CASES:
+            m, t = last["memory"].get(f"numpy/{case.key}"), last["memory"].get(f"torch/{case.key}")
+            if m and t:
+                out.append(f"| {case.label} | {m['step_peak_kib'] / 1024:.1f} MiB | {t['step_peak_kib'] / 1024:.1f} MiB |")
+    return "\n".join(out)
 
 
 def print_results(res: dict) -> list:
