@@ -94,6 +94,7 @@ CASES = [
 ]
 CASE = {c.key: c for c in CASES}
 GEMM_N = 1024
+MIN_REPS = 3  # per block: the median of three, also for the whole 1000-epoch runs
 RUN_EPOCHS = 1000
 WHATS = ("loss+grad", "step", "gradients()")
 TARGETS = {  # (case, what): the issue's targets, manual/torch time
@@ -435,14 +436,14 @@ def timing_plan(args) -> list[str]:
 
 
 def calibrate(worker: Worker, key: str, block_s: float) -> int:
-    """Reps per block so that a block takes about block_s (at least 1); also warms the key up."""
+    """Reps per block so that a block takes about block_s (at least MIN_REPS); also warms the key up."""
     t = min(worker.ask(cmd="time", key=key, reps=1)["times"] + worker.ask(cmd="time", key=key, reps=1)["times"])
     reps = 1
     while reps * t < block_s / 4 and reps < 100000:  # a short pre-block, then the estimate from it
         reps *= 4
     if reps > 1:
         t = statistics.median(worker.ask(cmd="time", key=key, reps=reps)["times"])
-    return max(1, min(100000, int(block_s / t)))
+    return max(MIN_REPS, min(100000, int(block_s / t)))
 
 
 def main(argv=None) -> int:
@@ -596,6 +597,7 @@ def summarise(args, keys, blocks, reps, mem, info, env, started, load0, load1, f
         m, t = med["numpy", k], med["torch", k]
         ratio, lo, hi = _ratio_stats(blocks["numpy", k], blocks["torch", k])
         row = {"key": k, "manual_s": m, "torch_s": t, "ratio": ratio, "ratio_min": lo, "ratio_max": hi,
+               "manual_blocks": blocks["numpy", k], "torch_blocks": blocks["torch", k],
                "reps": [reps["numpy", k], reps["torch", k]],
                "faults_per_call": [faults["numpy", k], faults["torch", k]]}
         if kind == "gemm":
