@@ -35,7 +35,8 @@ median (min-max) of the per-round ratios.  Both libraries run with their default
 Every block starts from the initial weights (restored untimed), so both sides time the same steps.
 Other work on the machine is not drift: torch's OpenMP threads slow down up to 100-fold when another
 process takes a core.  So the driver counts, per round, the CPU time that processes other than its
-own used (/proc/stat), drops rounds in which they used more than ``--max-others`` cores, and says so.
+own used (/proc/stat), drops rounds in which they used more than ``--max-others`` cores, and says so;
+with ``--wait-idle`` it also waits for an idle machine before the run and before every round.
 
 Peak memory: one fresh process per measurement (``--memory``).  It builds the network, warms the
 libraries up with two steps on a throwaway copy of the network (code pages, thread pools, BLAS
@@ -458,7 +459,8 @@ def main(argv=None) -> int:
                     help="drop rounds during which other processes used more than this many cores "
                          "(default 0.2; if every round is over it, all are kept and a warning says so)")
     ap.add_argument("--wait-idle", type=float, default=0, metavar="SECONDS",
-                    help="first wait up to this long for 5 s in which other processes use < 0.1 cores")
+                    help="before the run and before every round, wait (up to this long in all) for 5 s in "
+                         "which other processes use < 0.1 cores")
     ap.add_argument("--cases", nargs="+", default=[c.key for c in CASES], choices=[c.key for c in CASES])
     ap.add_argument("--no-run", action="store_true", help="skip the 1000-epoch iris runs")
     ap.add_argument("--no-memory", action="store_true", help="skip the peak-memory measurements")
@@ -487,18 +489,20 @@ def main(argv=None) -> int:
     return drive(args)
 
 
-def wait_idle(limit: float, window: float = 5.0, threshold: float = 0.1) -> None:
-    deadline = time.time() + limit
+def wait_idle(limit: float, ours=lambda: 0.0, window: float = 5.0, threshold: float = 0.1) -> float:
+    """Wait (at most ``limit`` s) for ``window`` s in which processes other than ours (``ours()``: our CPU
+    seconds so far) use < ``threshold`` cores.  Returns the seconds waited."""
+    t0 = time.time()
     while True:
-        b0 = _machine_busy_seconds()
+        b0, o0 = _machine_busy_seconds(), ours()
         time.sleep(window)
-        busy = (_machine_busy_seconds() - b0) / window
+        busy = max(0.0, _machine_busy_seconds() - b0 - (ours() - o0)) / window
         if busy < threshold:
-            return
-        if time.time() > deadline:
+            return time.time() - t0
+        if time.time() - t0 > limit:
             print(f"the machine did not become idle within {limit:.0f} s (other processes use {busy:.2f} cores); "
                   "measuring anyway", flush=True)
-            return
+            return time.time() - t0
         print(f"waiting for an idle machine (other processes use {busy:.2f} cores) ...", flush=True)
 
 
@@ -520,8 +524,12 @@ def drive(args) -> int:
         reps = {(side, k): calibrate(w, k, args.block) for k in keys for side, w in workers.items()}
         rounds = []  # per round: {(side, key): block median}, and the CPU other processes used meanwhile
         t0 = time.time()
+        ours = lambda: _proc_cpu_seconds(os.getpid()) + sum(w.cpu_seconds() for w in workers.values())  # noqa: E731
+        waited = 0.0
         for r in range(args.rounds):
-            ours0 = _proc_cpu_seconds(os.getpid()) + sum(w.cpu_seconds() for w in workers.values())
+            if args.wait_idle:  # every round starts on an idle machine, within the --wait-idle budget
+                waited += wait_idle(max(0.0, args.wait_idle - waited), ours)
+            ours0 = ours()
             busy0, r0 = _machine_busy_seconds(), time.time()
             got = {}
             for k in keys:
@@ -530,8 +538,7 @@ def drive(args) -> int:
                     time.sleep(args.gap)
                     reply = workers[side].ask(cmd="time", key=k, reps=reps[side, k])
                     got[side, k] = (statistics.median(reply["times"]), reply["faults"])
-            ours = _proc_cpu_seconds(os.getpid()) + sum(w.cpu_seconds() for w in workers.values()) - ours0
-            others = max(0.0, _machine_busy_seconds() - busy0 - ours) / (time.time() - r0)
+            others = max(0.0, _machine_busy_seconds() - busy0 - (ours() - ours0)) / (time.time() - r0)
             rounds.append({"blocks": got, "others_cores": others})
             print(f"  round {r + 1}/{args.rounds} done ({time.time() - t0:.0f} s)"
                   + (f"  other processes used {others:.2f} cores: round dropped" if others > args.max_others else ""),
