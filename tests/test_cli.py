@@ -106,20 +106,16 @@ def test_weights_file_is_the_initial_state(tmp_path, capsys):
     assert code == 2 and "has layer sizes [4, 3, 3]; the spec needs [4, 6, 3]" in err
 
 
-def test_the_real_command_line(tmp_path):
-    """One real process: exit codes travel, bad usage prints no traceback."""
-    ok = subprocess.run([sys.executable, "-m", "compare", "check", *FAST], capture_output=True, text=True)
-    assert ok.returncode == 0 and "AGREE" in ok.stdout
-    bad = subprocess.run([sys.executable, "-m", "compare", "check", "--loss", "nll"], capture_output=True, text=True)
-    assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
-
-
-def test_same_seed_same_json_across_processes(tmp_path, capsys):
-    """Every random choice (init, order, dropout masks, the noise run) derives from the seed: a child
-    process and this one write byte-identical JSON; another seed does not."""
+def test_the_real_command_line_and_the_same_json_across_processes(tmp_path, capsys):
+    """One real process: the exit code travels, bad usage prints one line and no traceback.  And every
+    random choice (init, order, dropout masks, the noise run) derives from the seed: the child process
+    and this one write byte-identical JSON; another seed does not."""
     args = ["check", "--epochs", "3", "--batch-size", "7", "--dropout", "0.2", "--seed", "11", "--json"]
     child, here, other = tmp_path / "child.json", tmp_path / "here.json", tmp_path / "other.json"
-    subprocess.run([sys.executable, "-m", "compare", *args, str(child)], check=True, capture_output=True)
+    ok = subprocess.run([sys.executable, "-m", "compare", *args, str(child)], capture_output=True, text=True)
+    assert ok.returncode == 0 and "AGREE" in ok.stdout, ok.stdout + ok.stderr
+    bad = subprocess.run([sys.executable, "-m", "compare", "check", "--loss", "nll"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
     assert main([*args, str(here)]) == 0
     assert child.read_bytes() == here.read_bytes()
     assert main([*args[:-2], "12", "--json", str(other)]) == 0

@@ -87,6 +87,17 @@ def test_the_slide_layout_is_transposed_on_loading():
     assert w["W1"][0, 2] == -2.33936191  # slide row 2 (petal length), column 0 (hidden unit 0)
 
 
+def test_iris_is_scikit_learns_copy():
+    from sklearn.datasets import load_iris
+
+    from compare.data import load_iris_arrays
+
+    X, y = load_iris_arrays()
+    iris = load_iris()
+    assert X.dtype == np.float64 and y.dtype == np.int64
+    assert np.array_equal(X, iris.data) and np.array_equal(y, iris.target)
+
+
 def test_iris_split():
     s = iris_split()
     assert s.X_train.shape == (120, 4) and s.X_test.shape == (30, 4)
