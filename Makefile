@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 OUT ?= report
 
-.PHONY: report test check bench venv clean
+.PHONY: report test check bench mutation venv clean
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -26,5 +26,15 @@ check: venv
 bench: venv
 	$(PY) benchmarks/bench.py
 
+# Mutation testing of manual/ (not part of CI; ~15-20 min on 2 cores): mutmut's own results in
+# mutants/, then the score with the equivalent mutants of tests/mutation_equivalents.txt set aside.
+mutation: $(VENV)/.installed-mutation
+	rm -rf mutants
+	$(PY) -m mutmut run --max-children 2 || true
+	$(PY) scripts/mutation_score.py
+$(VENV)/.installed-mutation: $(VENV)/.installed
+	$(PY) -m pip install --quiet $(FIND_LINKS) -c constraints.txt -e '.[test,bench,mutation]'
+	touch $@
+
 clean:
-	rm -rf $(VENV) report
+	rm -rf $(VENV) report mutants
