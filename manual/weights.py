@@ -130,7 +130,7 @@ def load_weights(path) -> dict[str, np.ndarray]:
         raw = path.read_bytes()
     except OSError as e:
         raise WeightsError(f"cannot read weights file {str(path)!r}: {e.strerror}") from None
-    if raw[:2] == b"\x80\x02" or raw[:1] == b"\x80" or raw[:2] == b"PK":
+    if raw[:1] == b"\x80" or raw[:2] == b"PK":  # pickle protocol >= 2 (torch.save before 1.6); zip (torch.save)
         raise WeightsError(f"{str(path)!r} looks like a pickle/torch archive; weights are read only "
                            "as safetensors (convert with torch.load(..., weights_only=True))")
     try:

@@ -228,3 +228,103 @@ def test_a_diverging_run_stops_with_a_clear_message_and_no_warnings():
     net = manual.MLP.from_weights(manual.init_weights([4, 6, 3], seed=0), "relu", "identity", "mse")
     with pytest.raises(manual.TrainingDiverged, match=r"became (inf|nan|NaN).* lower the learning rate \(lr=10000.0\)"):
         manual.train(net, s.X_train, s.y_train, epochs=100, lr=1e4)  # RuntimeWarnings are errors in this suite
+
+
+# Each activation's branches, from the formulas in manual/activations.py.  The functions called on their own
+# use torch's defaults (LeakyReLU negative_slope=0.01, ELU alpha=1.0); softplus is linear only *above* 20, as
+# torch.nn.Softplus(threshold=20), so at z = 20 it is still log(1 + e^z) (2e-9 above z) and its f' sigmoid(z).
+FORMULA_CASES = {
+    "leaky_relu on its own": (act.leaky_relu, [-2.0, 0.0, 3.0], [-2.0 * 0.01, 0.0, 3.0]),
+    "leaky_relu' on its own": (lambda z: act.leaky_relu_prime(z, None), [-2.0, 0.0, 3.0], [0.01, 0.01, 1.0]),
+    "elu on its own": (act.elu, [-1.0, 0.0, 3.0], [np.expm1(-1.0), 0.0, 3.0]),
+    "elu' on its own": (lambda z: act.elu_prime(z, None), [-1.0, 0.0, 3.0], [np.exp(-1.0), 1.0, 1.0]),
+    "elu gamma 0.5": (lambda z: act.hidden_activation("elu", 0.5).f(z), [-1.0, 0.0, 0.5, 3.0],
+                      [0.5 * np.expm1(-1.0), 0.0, 0.5, 3.0]),
+    "elu' gamma 0.5": (lambda z: act.hidden_activation("elu", 0.5).fprime(z, None), [-1.0, 0.0, 0.5, 3.0],
+                       [0.5 * np.exp(-1.0), 0.5, 1.0, 1.0]),
+    "softplus": (act.softplus, [-1.0, 20.0, 20.5, 1e3], [np.log1p(np.exp(-1.0)), np.log1p(np.exp(20.0)), 20.5, 1e3]),
+    "softplus'": (lambda z: act.softplus_prime(z, None), [-1.0, 20.0, 20.5, 1e3],
+                  [1.0 / (1.0 + np.exp(1.0)), 1.0 / (1.0 + np.exp(-20.0)), 1.0, 1.0]),
+}
+
+
+@pytest.mark.parametrize("case", list(FORMULA_CASES))
+def test_activation_formulas_on_each_branch(case):
+    f, z, want = FORMULA_CASES[case]
+    got = f(np.array(z))
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, np.array(want))
+
+
+# the module docstring: sigmoid, tanh and relu write f (and sigmoid, tanh f') into a given ``out``
+# (the training loop's preallocated buffers) and return it
+IN_PLACE = [("sigmoid", "f"), ("tanh", "f"), ("relu", "f"), ("sigmoid", "fprime"), ("tanh", "fprime")]
+
+
+@pytest.mark.parametrize("name,which", IN_PLACE)
+def test_sigmoid_tanh_relu_write_into_out(name, which):
+    a, z = act.hidden_activation(name), np.linspace(-3.0, 3.0, 7)
+    call = (lambda out=None: a.f(z, out=out)) if which == "f" else (lambda out=None: a.fprime(z, a.f(z), out=out))
+    buf = np.empty_like(z)
+    assert call(buf) is buf
+    np.testing.assert_array_equal(buf, call())
+
+
+@pytest.mark.parametrize("dtype,big", [("float64", 1e3), ("float32", 80.0)])
+def test_softmax_and_cross_entropy_on_their_own_at_extreme_logits(dtype, big):
+    z = np.array([[big, -big, 0.0], [-big, -big, -big], [0.0, big, big]], dtype=dtype)
+    y = np.array([1, 2, 0])
+    e = np.exp(-big)  # computed in float64: 0 for big = 1e3, no overflow anywhere
+    # log sum_j e^{z_ij} - z_{i,y_i} by hand: 2 big + log(1 + e + e^2), log 3, big + log(2 + e)
+    ce = (3 * big + np.log1p(e + e * e) + np.log(3.0) + np.log(2.0 + e)) / 3
+    probs = np.array([np.array([1.0, e * e, e]) / (1 + e + e * e), [1 / 3] * 3, np.array([e, 1.0, 1.0]) / (2 + e)])
+    eps = float(np.finfo(dtype).eps)
+    a = act.softmax(z)  # RuntimeWarnings are errors in this suite
+    assert a.dtype == np.dtype(dtype)
+    np.testing.assert_allclose(a, probs.astype(dtype), rtol=eps, atol=0)
+    _, t, s = act.softmax_parts(z)
+    for value in (losses.cross_entropy(z, None, None, y), losses.cross_entropy_from_parts(t, s, y)):
+        assert np.isfinite(value) and value == pytest.approx(ce, rel=eps)
+
+
+@pytest.mark.parametrize("output,loss", PAIRS)
+def test_every_tensor_stays_float32_for_every_output_and_loss(output, loss):
+    net = manual.MLP.from_weights(manual.init_weights([4, 5, 3], seed=1, dtype="float32"), "tanh", output, loss)
+    X = np.linspace(-1.0, 1.0, 12, dtype=np.float32).reshape(3, 4)
+    value, grads = net.gradients(X, np.array([0, 1, 2]))
+    tensors = [*net.z[1:], *net.a, *net.delta[1:], *grads.values()]
+    assert {t.dtype for t in tensors} == {np.dtype(np.float32)} and isinstance(value, float)
+
+
+# manual/rowops.py's row maxima and row and column sums against NumPy's reductions, in the dtype of the input
+# (small integers: every order of the additions gives the same sums exactly)
+ROWOPS = {
+    "row_max": (manual.rowops.row_max, lambda a: a.max(axis=1)),
+    "row_sum": (manual.rowops.row_sum, lambda a: a.sum(axis=1)),
+    "column_sum": (manual.rowops.column_sum, lambda a: a.sum(axis=0)),
+}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", list(ROWOPS))
+def test_row_and_column_reductions_keep_the_dtype(name, dtype):
+    f, reference = ROWOPS[name]
+    a = np.arange(12, dtype=dtype).reshape(3, 4) - 5
+    got = f(a)
+    assert got.dtype == np.dtype(dtype)
+    np.testing.assert_array_equal(got, reference(a))
+
+
+@pytest.mark.parametrize("name", ACTIVATIONS)
+def test_hidden_activation_is_the_named_pair_of_functions(name):
+    a, (f, fprime) = act.hidden_activation(name), act.HIDDEN[name]
+    z = np.linspace(-3.0, 3.0, 7)
+    assert a.name == name
+    np.testing.assert_array_equal(a.f(z), f(z))
+    np.testing.assert_array_equal(a.fprime(z, f(z)), fprime(z, f(z)))
+
+
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "relu", "softplus"])
+def test_gamma_is_refused_for_activations_without_one(name):
+    with pytest.raises(ValueError, match=rf"gamma is only a parameter of leaky_relu and elu, not of activation='{name}'"):
+        manual.MLP.from_weights(manual.init_weights([4, 6, 3], seed=0), name, gamma=0.1)

@@ -30,6 +30,14 @@ def train(**kw):
     return manual.train(mlp(), x, y, **args)
 
 
+def sgd(**kw):
+    return manual.SGD(mlp().params, **{"lr": 0.1, **kw})
+
+
+def adam(**kw):
+    return manual.Adam(mlp().params, **kw)
+
+
 CASES = {
     # weights
     "missing tensor": (lambda: mlp(weights=without("b2")), ValueError, r"missing tensor\(s\) \['b2'\]"),
@@ -75,6 +83,33 @@ CASES = {
     "X_val mixed dtype": (lambda: train(X_val=X.astype(np.float32), y_val=Y), TypeError, r"X_val has dtype float32"),
     "bad order": (lambda: train(order=np.zeros((1, 5), dtype=int)), ValueError, r"order must be 1 permutations"),
     "negative momentum": (lambda: train(optimizer="momentum", momentum=-0.5), ValueError, r"momentum must be"),
+    "epochs not an integer": (lambda: train(epochs=1.5), ValueError, r"epochs must be an integer >= 0, got 1.5"),
+    "batch size bool": (lambda: train(batch_size=True), ValueError,
+                        r"batch_size must be an integer in \[1, 5\], got True"),
+    "patience 0": (lambda: train(patience=0, X_val=X, y_val=Y), ValueError,
+                   r"patience must be an integer >= 1, got 0"),
+    "patience with y_val alone": (lambda: train(patience=2, y_val=Y), ValueError,
+                                  r"^early stopping \(patience\) needs validation data X_val, y_val$"),
+    "X_val without y_val": (lambda: train(X_val=X), ValueError, r"^give both X_val and y_val, or neither$"),
+    "y_val wrong length": (lambda: train(X_val=X, y_val=Y[:4]), ValueError,
+                           r"y_val has shape \(4,\); expected \(5,\)"),
+    "order too few epochs": (lambda: train(epochs=2, order=np.arange(5)[None]), ValueError,
+                             r"order must be 2 permutations of range\(5\) \(shape \(2, 5\)\), got shape \(1, 5\)"),
+    "dropout without hidden layer": (lambda: manual.train(mlp(weights=manual.init_weights([4, 3], seed=0)), X, Y,
+                                                          epochs=1, lr=0.1, dropout=0.5), ValueError,
+                                     r"^dropout needs at least one hidden layer \(it applies to hidden layers only\)$"),
+    # the optimisers, built directly
+    "SGD weight_decay negative": (lambda: sgd(weight_decay=-0.5), ValueError,
+                                  r"weight_decay must be a finite number >= 0, got -0.5"),
+    "SGD nesterov without momentum": (lambda: sgd(nesterov=True), ValueError,
+                                      r"^nesterov=True needs momentum > 0 \(as torch.optim.SGD\)$"),
+    "Adam lr zero": (lambda: adam(lr=0), ValueError, r"lr must be a finite number > 0, got 0"),
+    "Adam beta1 one": (lambda: adam(betas=(1.0, 0.999)), ValueError, r"betas\[0\] must be in \[0, 1\), got 1.0"),
+    "Adam beta2 negative": (lambda: adam(betas=(0.9, -0.5)), ValueError,
+                            r"betas\[1\] must be in \[0, 1\), got -0.5"),
+    "Adam eps negative": (lambda: adam(eps=-1e-8), ValueError, r"eps must be a finite number >= 0, got -1e-08"),
+    "Adam weight_decay NaN": (lambda: adam(weight_decay=float("nan")), ValueError,
+                              r"weight_decay must be a finite number >= 0, got nan"),
     # torch_ref builders
     "torch_ref unknown activation": (lambda: torch_ref.MLP([4, 6, 3], activation="gelu"), ValueError,
                                      r"activation='gelu' is not known"),
