@@ -29,7 +29,7 @@ def parse_dtype(dtype) -> np.dtype:
         dt = np.dtype(dtype)
     except TypeError:
         dt = None
-    if dt not in FLOAT_DTYPES:
+    if dt is None or dt not in FLOAT_DTYPES:  # np.dtype("float64") == None is True
         raise TypeError(f"dtype={dtype!r} is not supported; expected float32 or float64")
     return dt
 

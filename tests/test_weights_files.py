@@ -183,6 +183,8 @@ def test_check_weights_returns_the_layer_sizes_even_of_one_unit():
 # ---- init_weights -------------------------------------------------------------------------------------
 
 INIT_ERRORS = {
+    "not a dtype": (dict(sizes=[4, 3], dtype="floaty"), TypeError,
+                    r"^dtype='floaty' is not supported; expected float32 or float64$"),
     "float16": (dict(sizes=[4, 3], dtype="float16"), TypeError,
                 r"^dtype='float16' is not supported; expected float32 or float64$"),
     "unknown scheme": (dict(sizes=[4, 3], scheme="glorot"), ValueError,
