@@ -17,8 +17,8 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-STATUS = {1: "killed", 3: "killed", 0: "survived", 36: "timeout", -24: "timeout", 24: "timeout", 152: "timeout",
-          255: "timeout", None: "not checked", 5: "no tests", 33: "no tests", 34: "skipped"}
+from mutmut.stats import status_by_exit_code  # mutmut's own exit code -> status table
+
 DETECTED = {"killed", "timeout"}
 
 
@@ -28,7 +28,7 @@ def load_results(mutants: Path) -> dict[str, str]:
     for meta in sorted(mutants.rglob("*.py.meta")):
         data = json.loads(meta.read_text())
         for name, code in data["exit_code_by_key"].items():
-            results[name] = STATUS.get(code, "suspicious")
+            results[name] = status_by_exit_code[code]
     return results
 
 
