@@ -142,9 +142,10 @@ class MLP:
         X = self.check_X(X)
         return self._forward(X, self.check_masks(masks, X.shape[0]))
 
-    def _forward(self, X, masks=None, reuse=False):
+    def _forward(self, X, masks=None, reuse=False, output=True):
         """a^L, keeping z^l, h^l, a^l.  ``reuse``: write them into this network's arrays for batches of
-        len(X) rows, overwritten by the next such call (the training loop's steps), not into new ones."""
+        len(X) rows, overwritten by the next such call (the training loop's steps), not into new ones.
+        ``output=False``: stop at z^L (a^L and h^L are left None), for ``_logits``."""
         W, b, L = self.W, self.b, self.L
         ws = self._ws = self._buffers_for(X.shape[0]) if reuse else self._no_buffers
         self.z, self.a, self.h = [None], [X], [None]  # h^l = sigma(z^l) before dropout
@@ -153,6 +154,8 @@ class MLP:
             z += b[l]
             if l < L:
                 h = self.sigma.f(z, out=ws.h[l])                         # a^l = sigma(z^l)
+            elif not output:
+                h = None
             elif self.output == "softmax":                               # a^L = softmax(z^L), keeping its
                 h, t, s = softmax_parts(z)                               # log-sum-exp parts for _loss
                 self._softmax_parts = (t, s)
@@ -171,14 +174,22 @@ class MLP:
             ws = self._buffers[n] = _Buffers(self, n)
         return ws
 
+    def _logits(self, X: np.ndarray) -> np.ndarray:
+        """z^L for the rows of X: a forward pass that stops before the output function, for class decisions.
+        Every output function is increasing, so the arg-max of z^L is the arg-max of a^L, without the ties
+        that rounding a^L can make (softmax of (0, 1e-17) is (0.5, 0.5)); torch_ref's accuracy also takes
+        the arg-max of the logits.  Leaves a^L None."""
+        self._forward(X, output=False)
+        return self.z[self.L]
+
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """Class indices: the arg-max of a^L."""
-        return self.forward(X).argmax(axis=1)
+        """Class indices: the arg-max of a^L (taken on z^L, see ``_logits``)."""
+        return self._logits(self.check_X(X)).argmax(axis=1)
 
     def error_rate(self, X: np.ndarray, y: np.ndarray) -> float:
-        """The 0-1 loss: the fraction of rows of X that are misclassified."""
-        a = self.forward(X)
-        return error_rate(a, self.check_y(y, X.shape[0]))
+        """The 0-1 loss: the fraction of rows of X that are misclassified (arg-max of z^L, see ``_logits``)."""
+        scores = self._logits(self.check_X(X))
+        return error_rate(scores, self.check_y(y, X.shape[0]))
 
     def loss(self, X: np.ndarray, y: np.ndarray) -> float:
         a = self.forward(X)

@@ -11,7 +11,7 @@
 - Dropout masks come from ``np.random.default_rng([seed, 1])`` unless ``masks(step, layer, shape)``
   supplies them (entries 0 or 1/(1-p)).
 - ``history.loss[s]`` is the loss of step s's batch before its update; accuracies are measured
-  after each epoch without dropout.
+  after each epoch without dropout, as the arg-max of z^L (``MLP._logits``).
 """
 from __future__ import annotations
 
@@ -139,11 +139,11 @@ def _loop(net, X, y, Y, order, B, opt, dropout, masks, X_val, y_val, patience, c
             if not np.isfinite(net._flat).all():
                 raise TrainingDiverged(f"a parameter became NaN or Inf in epoch {epoch} (step {step - 1}); "
                                        f"lower the learning rate (lr={lr}) or standardise the inputs")
-            hist.train_accuracy.append(accuracy(net._forward(X), y))
+            hist.train_accuracy.append(accuracy(net._logits(X), y))
             if X_val is not None:
-                hist.val_accuracy.append(accuracy(net._forward(X_val), y_val))
+                hist.val_accuracy.append(accuracy(net._logits(X_val), y_val))
                 if patience is not None:
-                    err = error_rate(net.a[net.L], y_val)
+                    err = error_rate(net.z[net.L], y_val)
                     if err < best_err:
                         best_err, since_best, hist.best_epoch, hist.best_weights = err, 0, epoch, net.weights()
                     else:

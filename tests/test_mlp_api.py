@@ -140,6 +140,20 @@ def test_error_rate_is_the_fraction_of_wrong_arg_maxes():
     assert net.error_rate(X, predicted) == 0.0 and net.error_rate(X, y) == 2 / 5
 
 
+@pytest.mark.parametrize("output,b", [("softmax", [0.0, 1e-17, -1.0]), ("sigmoid", [40.0, 41.0, 0.0])])
+def test_class_decisions_are_the_arg_max_of_z_L_not_of_rounded_a_L(output, b):
+    """Every row's z^L is b: class 1's is the largest, but a^L rounds classes 0 and 1 to the same value
+    (softmax: e^{-1e-17} = 1.0; sigmoid(40) = sigmoid(41) = 1.0).  The exact a^L, and torch_ref's
+    accuracy (on the logits), say class 1."""
+    net = mlp({"W1": np.zeros((3, 4)), "b1": np.array(b)}, output=output, loss="mse")
+    a = net.forward(X)
+    assert a[0, 0] == a[0, 1] and a.argmax(axis=1).tolist() == [0] * 5  # the tie this test is about
+    ones = np.ones(5, dtype=int)
+    assert (net.predict(X) == 1).all() and net.error_rate(X, ones) == 0.0
+    hist = manual.train(net, X, ones, epochs=1, lr=1e-30, X_val=X, y_val=ones, patience=1)
+    assert hist.train_accuracy == hist.val_accuracy == [1.0] and hist.best_epoch == 1
+
+
 @pytest.mark.parametrize("y,message", [(Y[:4], r"y has shape \(4,\); expected \(5,\)"),
                                        (np.array([0, 1, 3, 0, 1]), r"y has labels in \[0, 3\]; expected 0..2")])
 def test_error_rate_checks_the_labels(y, message):
