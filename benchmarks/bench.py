@@ -14,6 +14,9 @@ What is timed, on the lecture's model (sigmoid hidden layers, softmax output, cr
 - ``step``: the same plus the optimiser step (``opt.step(grads)`` / ``opt.step()``): one training step.
 - ``gradients()``: manual's public API, ``net.gradients(X, y)`` (input checks, one-hot, new arrays),
   against the same torch ``loss+grad``.
+- ``products`` (the two large networks): the step's matrix products alone, the same shapes on random
+  operands (forward, back-propagation, dC/dW), ``np.matmul(out=)`` / ``torch.mm(out=)``: the limit a
+  step of either library can approach; the rest of a step's time is its element-wise work.
 - ``1000 epochs``: a whole iris run as the harness runs it, ``manual.train`` against ``torch_ref.train``:
   full batch, lr 0.2, the sample order given, train and validation accuracy after every epoch.
 - ``GEMM``: a 1024 x 1024 x 1024 matrix product, ``np.matmul(out=)`` and ``torch.mm(out=)``: NumPy's
@@ -233,6 +236,36 @@ def gemm_function(side: str, dtype: str):
     return None, lambda _: torch.mm(At, Bt, out=Ct), lambda: None
 
 
+def products_function(side: str, case: Case):
+    """The matrix products of one training step of ``case`` (as MLP._forward and _backprop make them, in
+    their order) on random operands of the same shapes: their values do not matter to the speed."""
+    import numpy as np
+
+    rng = np.random.default_rng(2)
+    w, L, n = _weights(case), len(case.sizes) - 1, case.batch
+    A = [rng.standard_normal((n, case.sizes[l])).astype(case.dtype) for l in range(L)]             # a^{l-1}
+    D = [None] + [rng.standard_normal((n, case.sizes[l])).astype(case.dtype) for l in range(1, L + 1)]  # delta^l
+    W = [None] + [w[f"W{l}"] for l in range(1, L + 1)]
+    if side == "numpy":
+        mm, T = (lambda x, y, out: np.matmul(x, y, out=out)), (lambda x: x.T)  # noqa: E731
+    else:
+        import torch
+
+        A, D, W = ([None if x is None else torch.from_numpy(x) for x in xs] for xs in (A, D, W))
+        mm, T = (lambda x, y, out: torch.mm(x, y, out=out)), (lambda x: x.t())  # noqa: E731
+    Z = [None] + [D[l] * 0 for l in range(1, L + 1)]    # outputs: z^l, then (W^{l+1})^T delta^{l+1}
+    G = [None] + [W[l] * 0 for l in range(1, L + 1)]    # dC/dW^l
+
+    def products(_):
+        for l in range(1, L + 1):
+            mm(A[l - 1], T(W[l]), Z[l])          # z^l = a^{l-1} (W^l)^T
+        for l in range(L - 1, 0, -1):
+            mm(D[l + 1], W[l + 1], Z[l])         # delta^{l+1} W^{l+1}
+        for l in range(1, L + 1):
+            mm(T(D[l]), A[l - 1], G[l])          # dC/dW^l = (delta^l)^T a^{l-1}
+    return None, products, lambda: None
+
+
 # ---- worker processes ------------------------------------------------------------------------------
 def worker(side: str, manual_from: str | None) -> None:
     """Answers JSON requests on stdin, one per line: {"key": ..., "reps": k} -> per-rep seconds."""
@@ -262,6 +295,8 @@ def worker(side: str, manual_from: str | None) -> None:
                 kind, name = key.split(":", 1)
                 if kind == "gemm":
                     fns[key] = gemm_function(side, name)
+                elif kind == "prod":
+                    fns[key] = products_function(side, CASE[name])
                 else:
                     case_key, what = name.split("/", 1)
                     make = numpy_functions if side == "numpy" else torch_functions
@@ -430,6 +465,8 @@ def timing_plan(args) -> list[str]:
             keys.append(f"gemm:{case.dtype}")
             gemm_done.add(case.dtype)
         keys += [f"net:{case.key}/{w}" for w in WHATS]
+        if case.key.startswith("big"):
+            keys.append(f"prod:{case.key}")
         if case.key == "iris" and not args.no_run:
             keys.append("net:iris/1000 epochs")
     keys += [f"gemm:{dt}" for dt in ("float32", "float64") if dt not in gemm_done]
@@ -611,7 +648,7 @@ def summarise(args, keys, blocks, reps, mem, info, env, started, load0, load1, f
             row.update(case="GEMM 1024^3 " + name, what="matmul", manual_gflops=2 * GEMM_N ** 3 / m / 1e9,
                        torch_gflops=2 * GEMM_N ** 3 / t / 1e9, dtype=name)
         else:
-            case_key, what = name.split("/", 1)
+            case_key, what = name.split("/", 1) if kind == "net" else (name, "products")
             case = CASE[case_key]
             row.update(case=case.label, what=what, dtype=case.dtype)
             if what != "1000 epochs":
