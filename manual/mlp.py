@@ -192,7 +192,7 @@ class MLP:
         return error_rate(scores, self.check_y(y, X.shape[0]))
 
     def loss(self, X: np.ndarray, y: np.ndarray) -> float:
-        a = self.forward(X)
+        self.forward(X)  # keeps z^L, a^L and the softmax parts for _loss
         y = self.check_y(y, X.shape[0])
         return self._loss(one_hot(y, self.sizes[-1], self.dtype), y)
 
