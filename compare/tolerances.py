@@ -49,6 +49,14 @@ FD_STEP = 1e-6
 FD_RTOL = 1e-7
 
 
+# Unit tests that check manual/ against a float64 computation written out in the test itself (the
+# same formulas evaluated in another order: a few ulp per operation through a net of depth <= 3, so
+# ~1e-15; HAND_ATOL for entries that cancel to ~0), or against torch.optim on plain float64 arrays
+# (1-3 steps of the same update; torch rounds p.add_(g, alpha=-lr) its own way: a few ulp).  Every
+# bug these tests are for (a wrong formula, a missing mask or bias correction) is >= 1e-3 relative.
+HAND_RTOL, HAND_ATOL = 1e-12, 1e-15
+OPTIM_RTOL, OPTIM_ATOL = 1e-14, 1e-15
+
 # A tensor whose entries are all far smaller than the rest of its group (say db1 of a hinge loss,
 # whose per-sample terms +-1/(nC) cancel to exactly 0 in one implementation and to 5e-17 in the
 # other) has no meaningful relative error of its own: it is the rounding residue of sums of terms as

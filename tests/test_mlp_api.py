@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 import manual
+from compare.tolerances import HAND_ATOL, HAND_RTOL
 
 SIZES = [4, 6, 5, 3]  # two hidden layers: masks[0] is hidden layer 1's, masks[1] hidden layer 2's
 W = manual.init_weights(SIZES, seed=3)
@@ -45,18 +46,18 @@ def by_hand(X, masks=(None, None), weights=W, f=sigmoid):
                          ids=["both", "first", "second", "none"])
 def test_forward_applies_the_masks_it_is_given(masks):
     net = mlp()
-    assert np.allclose(net.forward(X, masks), by_hand(X, masks), rtol=1e-12, atol=0)
+    assert np.allclose(net.forward(X, masks), by_hand(X, masks), rtol=HAND_RTOL, atol=0)
     assert all(np.array_equal(net.a[l], net.h[l] if m is None else net.h[l] * m) for l, m in zip((1, 2), masks))
 
 
 def test_forward_without_masks_is_the_plain_pass():
-    assert np.allclose(mlp().forward(X), by_hand(X), rtol=1e-12, atol=0)
+    assert np.allclose(mlp().forward(X), by_hand(X), rtol=HAND_RTOL, atol=0)
 
 
 def test_the_constructor_defaults_to_the_lecture_network():
     net = manual.MLP(W)
     assert (net.activation, net.output, net.loss_name) == ("sigmoid", "softmax", "cross_entropy")
-    assert np.allclose(net.forward(X), by_hand(X), rtol=1e-12, atol=0)
+    assert np.allclose(net.forward(X), by_hand(X), rtol=HAND_RTOL, atol=0)
 
 
 GAMMA_CASES = {  # gamma reaches the hidden activation through both constructors
@@ -69,7 +70,7 @@ GAMMA_CASES = {  # gamma reaches the hidden activation through both constructors
 def test_gamma_sets_the_slope_of_the_hidden_activation(case):
     make, f = GAMMA_CASES[case]
     x = 3 * X  # enough negative z^l that the slope shows
-    assert np.allclose(make().forward(x), by_hand(x, f=f), rtol=1e-12, atol=0)
+    assert np.allclose(make().forward(x), by_hand(x, f=f), rtol=HAND_RTOL, atol=0)
 
 
 @pytest.mark.parametrize("make", [lambda: manual.MLP(W, gamma=0.2),
@@ -87,7 +88,7 @@ def test_a_new_network_has_nothing_to_show_until_a_pass():
 
 
 def test_a_single_row_is_a_batch():
-    assert np.allclose(mlp().forward(X[:1]), by_hand(X[:1]), rtol=1e-12, atol=0)
+    assert np.allclose(mlp().forward(X[:1]), by_hand(X[:1]), rtol=HAND_RTOL, atol=0)
 
 
 INPUT_CASES = {  # the whole message: the argument's name, what it got and what was expected
@@ -167,7 +168,7 @@ def test_set_weights_writes_into_the_live_parameters():
     net.set_weights(other)
     assert all(p is q for p, q in zip(live, net.params))
     assert all(np.array_equal(net.weights()[k], v) for k, v in other.items())
-    assert np.allclose(net.forward(X), by_hand(X, weights=other), rtol=1e-12, atol=0)
+    assert np.allclose(net.forward(X), by_hand(X, weights=other), rtol=HAND_RTOL, atol=0)
 
 
 def test_set_weights_of_other_sizes_is_refused():
@@ -203,8 +204,8 @@ def test_gradients_apply_the_masks_as_the_hand_backprop_does():
     d2 = (d3 @ W["W3"]) * h2 * (1 - h2) * M2
     d1 = (d2 @ W["W2"]) * h1 * (1 - h1) * M1
     expected = {"W3": d3.T @ a2, "b3": d3.sum(0), "W2": d2.T @ a1, "b2": d2.sum(0), "W1": d1.T @ X, "b1": d1.sum(0)}
-    assert loss == pytest.approx(-np.log(p[np.arange(5), Y]).mean(), rel=1e-12)
-    assert all(np.allclose(grads[k], v, rtol=1e-10, atol=1e-15) for k, v in expected.items())
+    assert loss == pytest.approx(-np.log(p[np.arange(5), Y]).mean(), rel=HAND_RTOL)
+    assert all(np.allclose(grads[k], v, rtol=HAND_RTOL, atol=HAND_ATOL) for k, v in expected.items())
 
 
 def test_the_cross_entropy_is_taken_from_the_forward_pass_softmax_parts(monkeypatch):
@@ -219,7 +220,7 @@ def test_the_cross_entropy_is_taken_from_the_forward_pass_softmax_parts(monkeypa
     monkeypatch.setattr(manual.mlp, "cross_entropy_from_parts", spy)
     value = net.loss(X, Y)
     assert len(seen) == 1 and all(a is b for a, b in zip(seen[0], net._softmax_parts))
-    assert value == pytest.approx(-np.log(by_hand(X)[np.arange(5), Y]).mean(), rel=1e-12)
+    assert value == pytest.approx(-np.log(by_hand(X)[np.arange(5), Y]).mean(), rel=HAND_RTOL)
 
 
 # ---- arrays reused per batch size (the training loop's steps) -----------------------------------------
@@ -259,7 +260,7 @@ def test_a_network_without_hidden_layers_trains():
     net = mlp(w)
     _, grads = mlp(w).gradients(X, Y)
     manual.train(net, X, Y, epochs=1, lr=0.5)
-    assert all(np.allclose(net.weights()[k], w[k] - 0.5 * grads[k], rtol=1e-12, atol=1e-15) for k in w)
+    assert all(np.allclose(net.weights()[k], w[k] - 0.5 * grads[k], rtol=HAND_RTOL, atol=HAND_ATOL) for k in w)
 
 
 def test_the_public_passes_return_new_arrays():

@@ -9,6 +9,7 @@ import torch._dynamo  # noqa: F401  (torch.optim imports it on first use: once h
 
 import manual
 import torch_ref
+from compare.tolerances import OPTIM_ATOL, OPTIM_RTOL
 
 W = manual.init_weights([4, 6, 3], seed=0)
 X = np.random.default_rng(0).normal(size=(5, 4))
@@ -48,7 +49,7 @@ def test_steps_on_plain_arrays_follow_torch_optim(case, shapes):
             t.grad = torch.tensor(g)
         ref.step()
     for p, t in zip(params, tensors):  # to a few ulp: torch rounds p.add_(g, alpha=-lr) its own way
-        np.testing.assert_allclose(p, t.detach().numpy(), rtol=1e-14, atol=1e-15)
+        np.testing.assert_allclose(p, t.detach().numpy(), rtol=OPTIM_RTOL, atol=OPTIM_ATOL)
 
 
 @pytest.mark.parametrize("optimizer,arrays", [("sgd", 2), ("momentum", 3), ("nesterov", 3), ("adam", 4)])
