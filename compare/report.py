@@ -41,14 +41,22 @@ def prepare_out_dir(path) -> Path:
 
 
 # ---- the computations beyond run_check -------------------------------------------------------
-def _torch_probs(weights, spec: H.Spec, X) -> np.ndarray:
+def _torch_outputs(weights, spec: H.Spec, X) -> tuple[np.ndarray, np.ndarray]:
+    """torch_ref's (a^L, predicted classes) for the rows of X; the classes are the arg-max of the logits z^L."""
     import torch
     import torch_ref
 
     dev = H.torch_device(spec)
     model = torch_ref.from_shared(weights, spec.activation, spec.output, spec.dropout, dev).eval()
     with torch.no_grad():
-        return model.output(model(torch.as_tensor(X, device=dev))).cpu().numpy()
+        z = model(torch.as_tensor(X, device=dev))
+        return model.output(z).cpu().numpy(), z.argmax(dim=1).cpu().numpy()
+
+
+def _manual_outputs(weights, spec: H.Spec, X) -> tuple[np.ndarray, np.ndarray]:
+    """manual's (a^L, predicted classes) for the rows of X (MLP.predict: the arg-max of z^L)."""
+    net = manual.MLP.from_weights(weights, spec.activation, spec.output, spec.loss)
+    return net.forward(X), net.predict(X)
 
 
 def test_split_predictions(spec: H.Spec, traj: H.Trajectory, data) -> dict:
@@ -56,11 +64,7 @@ def test_split_predictions(spec: H.Spec, traj: H.Trajectory, data) -> dict:
     out = {"rows": data.test_rows.tolist(), "y": data.y_test.tolist()}
     for name, run in (("manual", traj.manual), ("torch", traj.torch)):
         w = run.restored if run.restored is not None else run.final
-        if name == "manual":
-            a = manual.MLP.from_weights(w, spec.activation, spec.output, spec.loss).forward(data.X_test)
-        else:
-            a = _torch_probs(w, spec, data.X_test)
-        pred = a.argmax(axis=1)
+        a, pred = (_manual_outputs if name == "manual" else _torch_outputs)(w, spec, data.X_test)
         out[name] = {"weights": "restored" if run.restored is not None else "final", "pred": pred.tolist(),
                      "output": a.tolist(), "correct": int(np.sum(pred == data.y_test)), "n": len(pred)}
     return out
@@ -71,8 +75,8 @@ def slide_flowers(spec: H.Spec) -> dict:
     w = slide_weights("float64")
     s = replace(spec, activation="sigmoid", output="softmax", loss="cross_entropy", hidden=(6,), dropout=0.0,
                 dtype="float64", weights_file=None)
-    pm = manual.MLP.from_weights(w, "sigmoid", "softmax", "cross_entropy").forward(SLIDE_FLOWERS.astype(np.float64))
-    pt = _torch_probs(w, s, SLIDE_FLOWERS.astype(np.float64))
+    pm, predicted = _manual_outputs(w, s, SLIDE_FLOWERS.astype(np.float64))
+    pt, _ = _torch_outputs(w, s, SLIDE_FLOWERS.astype(np.float64))
     _, rel_mt = tol.rel_error(pm, pt)
     rel_slide = np.abs(pm - SLIDE_PROBS) / np.abs(SLIDE_PROBS)
     ok = np.ones_like(rel_slide, dtype=bool)
@@ -85,7 +89,7 @@ def slide_flowers(spec: H.Spec) -> dict:
             "rel_to_printed": rel_slide.tolist(), "misprints": [list(m) for m in SLIDE_MISPRINTS],
             "max_rel_to_printed_excluding_misprints": worst,
             "significant_digits": int(round(-math.log10(worst))) if worst > 0 else 16,
-            "predicted": pm.argmax(axis=1).tolist()}
+            "predicted": predicted.tolist()}
 
 
 def replay(spec: H.Spec, out: Path, schedule, data, allowed_torch: float) -> dict | None:

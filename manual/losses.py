@@ -82,12 +82,12 @@ LOSSES = {
 
 
 # count / n is exactly np.mean of the booleans (both round k/n once), at a tenth of its per-call cost.
-# ``scores``: a^L or z^L, rows of per-class scores; the class is their arg-max.
-def error_rate(scores: np.ndarray, y: np.ndarray) -> float:
+# ``a``: rows of per-class scores, a^L or z^L (MLP._logits); the class is their arg-max.
+def error_rate(a: np.ndarray, y: np.ndarray) -> float:
     """The 0-1 loss averaged: the fraction of rows whose arg-max is not the label."""
-    return np.count_nonzero(scores.argmax(axis=1) != y) / len(y)
+    return np.count_nonzero(a.argmax(axis=1) != y) / len(y)
 
 
-def accuracy(scores: np.ndarray, y: np.ndarray) -> float:
+def accuracy(a: np.ndarray, y: np.ndarray) -> float:
     """The fraction of rows whose arg-max is the label (1 - error_rate, counted directly)."""
-    return np.count_nonzero(scores.argmax(axis=1) == y) / len(y)
+    return np.count_nonzero(a.argmax(axis=1) == y) / len(y)

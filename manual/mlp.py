@@ -155,7 +155,7 @@ class MLP:
             if l < L:
                 h = self.sigma.f(z, out=ws.h[l])                         # a^l = sigma(z^l)
             elif not output:
-                h = None
+                h = self._softmax_parts = None                          # no a^L: nothing for _loss to read
             elif self.output == "softmax":                               # a^L = softmax(z^L), keeping its
                 h, t, s = softmax_parts(z)                               # log-sum-exp parts for _loss
                 self._softmax_parts = (t, s)
@@ -176,9 +176,10 @@ class MLP:
 
     def _logits(self, X: np.ndarray) -> np.ndarray:
         """z^L for the rows of X: a forward pass that stops before the output function, for class decisions.
-        Every output function is increasing, so the arg-max of z^L is the arg-max of a^L, without the ties
-        that rounding a^L can make (softmax of (0, 1e-17) is (0.5, 0.5)); torch_ref's accuracy also takes
-        the arg-max of the logits.  Leaves a^L None."""
+        Every output function keeps the order of a row's entries (a_j < a_k exactly when z_j < z_k, for
+        softmax, sigmoid and identity), so the arg-max of z^L is the arg-max of the exact a^L, without the
+        ties that rounding a^L can make (softmax of (0, 1e-17) is (0.5, 0.5)); torch_ref's accuracy also
+        takes the arg-max of the logits.  Leaves a^L None."""
         self._forward(X, output=False)
         return self.z[self.L]
 

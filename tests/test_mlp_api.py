@@ -1,6 +1,7 @@
 """manual.MLP's public API beyond the equivalence cases: forward with dropout masks (against a hand
-computation), the masks' checks, error_rate, set_weights, loss in the network's dtype, and the training
-loop's arrays reused per batch size (manual/mlp.py's module docstring)."""
+computation), the masks' checks, class decisions (the arg-max of z^L, also in early stopping),
+error_rate, set_weights, loss in the network's dtype, and the training loop's arrays reused per batch
+size (manual/mlp.py's module docstring)."""
 import numpy as np
 import pytest
 
@@ -151,8 +152,21 @@ def test_class_decisions_are_the_arg_max_of_z_L_not_of_rounded_a_L(output, b):
     assert a[0, 0] == a[0, 1] and a.argmax(axis=1).tolist() == [0] * 5  # the tie this test is about
     ones = np.ones(5, dtype=int)
     assert (net.predict(X) == 1).all() and net.error_rate(X, ones) == 0.0
-    hist = manual.train(net, X, ones, epochs=1, lr=1e-30, X_val=X, y_val=ones, patience=1)
-    assert hist.train_accuracy == hist.val_accuracy == [1.0] and hist.best_epoch == 1
+    assert net.a[net.L] is None  # predict stops at z^L: no output function evaluated
+    hist = manual.train(net, X, ones, epochs=1, lr=1e-30, X_val=X, y_val=ones)
+    assert hist.train_accuracy == hist.val_accuracy == [1.0]
+
+
+def test_early_stopping_judges_the_arg_max_of_z_L():
+    """The callback sets b^1 after each epoch's step (lr 1e-30 leaves it so): epoch 1 the rounding tie,
+    class 1 by z^L; epoch 2 class 0; epoch 3 class 1 outright.  Validation errors on z^L: 0, 1, 0, so the
+    best epoch is 1; on the rounded a^L they would be 1, 1, 0 and the best epoch 3."""
+    b1 = {0: [0.0, 1e-17, -1.0], 1: [1.0, 0.0, -1.0], 2: [0.0, 1.0, -1.0]}
+    net = mlp({"W1": np.zeros((3, 4)), "b1": np.zeros(3)})
+    set_b1 = lambda step, net, loss: net.set_weights({"W1": np.zeros((3, 4)), "b1": np.array(b1[step])})  # noqa: E731
+    ones = np.ones(5, dtype=int)
+    hist = manual.train(net, X, ones, epochs=3, lr=1e-30, X_val=X, y_val=ones, patience=3, callback=set_b1)
+    assert hist.val_accuracy == [1.0, 0.0, 1.0] and hist.best_epoch == 1 and hist.restored_best
 
 
 @pytest.mark.parametrize("y,message", [(Y[:4], r"y has shape \(4,\); expected \(5,\)"),
