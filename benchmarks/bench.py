@@ -237,8 +237,9 @@ def gemm_function(side: str, dtype: str):
 
 
 def products_function(side: str, case: Case):
-    """The matrix products of one training step of ``case`` (as MLP._forward and _backprop make them, in
-    their order) on random operands of the same shapes: their values do not matter to the speed."""
+    """The matrix products of one training step of ``case``, as MLP._forward and _backprop make them (in
+    their order; torch's autograd orders and transposes its own), on random operands of the same shapes:
+    their values do not matter to the speed.  The bias column sums are left to the element-wise work."""
     import numpy as np
 
     rng = np.random.default_rng(2)
