@@ -322,9 +322,3 @@ def test_hidden_activation_is_the_named_pair_of_functions(name):
     assert a.name == name
     np.testing.assert_array_equal(a.f(z), f(z))
     np.testing.assert_array_equal(a.fprime(z, f(z)), fprime(z, f(z)))
-
-
-@pytest.mark.parametrize("name", ["sigmoid", "tanh", "relu", "softplus"])
-def test_gamma_is_refused_for_activations_without_one(name):
-    with pytest.raises(ValueError, match=rf"gamma is only a parameter of leaky_relu and elu, not of activation='{name}'"):
-        manual.MLP.from_weights(manual.init_weights([4, 6, 3], seed=0), name, gamma=0.1)

@@ -74,11 +74,11 @@ def test_gamma_sets_the_slope_of_the_hidden_activation(case):
     assert np.allclose(make().forward(x), by_hand(x, f=f), rtol=HAND_RTOL, atol=0)
 
 
-@pytest.mark.parametrize("make", [lambda: manual.MLP(W, gamma=0.2),
-                                  lambda: manual.MLP.from_weights(W, "tanh", gamma=0.2)], ids=["MLP", "from_weights"])
-def test_gamma_of_an_activation_without_one_is_refused(make):
-    with pytest.raises(ValueError, match=r"^gamma is only a parameter of leaky_relu and elu, not of activation='"):
-        make()
+@pytest.mark.parametrize("name", ["sigmoid", "tanh", "relu", "softplus"])
+@pytest.mark.parametrize("make", [manual.MLP, manual.MLP.from_weights], ids=["MLP", "from_weights"])
+def test_gamma_of_an_activation_without_one_is_refused(make, name):
+    with pytest.raises(ValueError, match=rf"^gamma is only a parameter of leaky_relu and elu, not of activation='{name}'$"):
+        make(W, name, gamma=0.2)
 
 
 def test_a_new_network_has_nothing_to_show_until_a_pass():
@@ -209,9 +209,9 @@ def test_a_float32_network_computes_its_loss_in_float32(loss):
 def test_gradients_apply_the_masks_as_the_hand_backprop_does():
     """delta^l = (W^{l+1})^T delta^{l+1} . sigma'(z^l) . m^l, written out for both hidden layers."""
     loss, grads = mlp().gradients(X, Y, [M1, M2])
-    h1 = 1 / (1 + np.exp(-(X @ W["W1"].T + W["b1"])))
+    h1 = sigmoid(X @ W["W1"].T + W["b1"])
     a1 = h1 * M1
-    h2 = 1 / (1 + np.exp(-(a1 @ W["W2"].T + W["b2"])))
+    h2 = sigmoid(a1 @ W["W2"].T + W["b2"])
     a2 = h2 * M2
     p = by_hand(X, [M1, M2])
     d3 = (p - np.eye(3)[Y]) / len(X)
