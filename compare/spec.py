@@ -17,6 +17,7 @@ import manual
 class Spec:
     hidden: tuple[int, ...] = (6,)
     activation: str = "sigmoid"
+    gamma: float | None = None         # LeakyReLU slope / ELU alpha; None: the activation's default
     output: str = "softmax"
     loss: str = "cross_entropy"
     optimizer: str = "sgd"

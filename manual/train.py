@@ -71,8 +71,10 @@ def train(net: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, opt
           order: np.ndarray | None = None, dropout: float = 0.0,
           masks: Callable[[int, int, tuple], np.ndarray] | None = None,
           X_val: np.ndarray | None = None, y_val: np.ndarray | None = None, patience: int | None = None,
-          callback: Callable[[int, MLP, float], None] | None = None) -> History:
-    """Train ``net`` in place on (X, y); returns the History.  See the module docstring."""
+          callback: Callable[[int, MLP, float], None] | None = None,
+          grad_hook: Callable[[int, dict], dict] | None = None) -> History:
+    """Train ``net`` in place on (X, y); returns the History.  See the module docstring.
+    ``grad_hook(step, {"W1": dC/dW1, ...})`` returns the gradients the step uses instead."""
     X = net.check_X(X)
     n = X.shape[0]
     y = net.check_y(y, n)
@@ -107,10 +109,10 @@ def train(net: MLP, X: np.ndarray, y: np.ndarray, *, epochs: int, lr: float, opt
     # A diverging run overflows somewhere before its loss turns inf: the loss check below stops it with
     # a clear message (and the parameters are checked after every epoch), so NumPy's warnings are off.
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        return _loop(net, X, y, Y, order, B, opt, dropout, masks, X_val, y_val, patience, callback, lr)
+        return _loop(net, X, y, Y, order, B, opt, dropout, masks, X_val, y_val, patience, callback, lr, grad_hook)
 
 
-def _loop(net, X, y, Y, order, B, opt, dropout, masks, X_val, y_val, patience, callback, lr) -> History:
+def _loop(net, X, y, Y, order, B, opt, dropout, masks, X_val, y_val, patience, callback, lr, grad_hook) -> History:
     n, epochs = X.shape[0], order.shape[0]
     canonical = (order == np.arange(n)).all(axis=1) if B == n else None  # full-batch epochs in row order
     hist = History()
@@ -129,7 +131,12 @@ def _loop(net, X, y, Y, order, B, opt, dropout, masks, X_val, y_val, patience, c
                 if not math.isfinite(loss):
                     raise TrainingDiverged(f"the loss became {loss} at step {step} (epoch {epoch}); "
                                            f"lower the learning rate (lr={lr}) or standardise the inputs")
-                opt.step(net._backprop(Yb, yb))
+                grads = net._backprop(Yb, yb)
+                if grad_hook is not None:
+                    new = grad_hook(step, dict(zip(net.names, grads)))
+                    for name, g in zip(net.names, grads):
+                        g[...] = new[name]
+                opt.step(grads)
                 hist.loss.append(loss)
                 hist.schedule.append(idx.tolist())
                 if callback is not None:

@@ -22,8 +22,8 @@ ACTIVATIONS = {
     "sigmoid": nn.Sigmoid,
     "tanh": nn.Tanh,
     "relu": nn.ReLU,
-    "leaky_relu": lambda: nn.LeakyReLU(0.01),
-    "elu": lambda: nn.ELU(1.0),
+    "leaky_relu": nn.LeakyReLU,   # negative_slope = gamma (default 0.01)
+    "elu": nn.ELU,                # alpha = gamma (default 1.0)
     "softplus": nn.Softplus,
 }
 OUTPUTS = {"softmax": lambda: nn.Softmax(dim=1), "sigmoid": nn.Sigmoid, "identity": nn.Identity}
@@ -34,7 +34,7 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64}
 class MLP(nn.Module):
     """Linear -> activation [-> Dropout] for each hidden layer, then Linear; ``output`` maps z^L to a^L."""
 
-    def __init__(self, sizes, activation="sigmoid", output="softmax", dropout=0.0):
+    def __init__(self, sizes, activation="sigmoid", output="softmax", dropout=0.0, gamma=None):
         super().__init__()
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation={activation!r} is not known; expected one of {list(ACTIVATIONS)}")
@@ -42,6 +42,8 @@ class MLP(nn.Module):
             raise ValueError(f"output={output!r} is not known; expected one of {list(OUTPUTS)}")
         if not 0 <= dropout < 1:
             raise ValueError(f"dropout must be a probability in [0, 1), got {dropout!r}")
+        if gamma is not None and activation not in ("leaky_relu", "elu"):
+            raise ValueError(f"gamma is only a parameter of leaky_relu and elu, not of activation={activation!r}")
         sizes = [int(s) for s in sizes]
         if len(sizes) < 2 or min(sizes) < 1:
             raise ValueError(f"sizes={sizes} must list at least an input and an output size, each >= 1")
@@ -51,7 +53,7 @@ class MLP(nn.Module):
         for l in range(1, L + 1):
             layers[f"fc{l}"] = nn.Linear(sizes[l - 1], sizes[l])
             if l < L:
-                layers[f"act{l}"] = ACTIVATIONS[activation]()
+                layers[f"act{l}"] = ACTIVATIONS[activation]() if gamma is None else ACTIVATIONS[activation](gamma)
                 if dropout > 0:
                     layers[f"drop{l}"] = nn.Dropout(dropout)
         self.net = nn.Sequential(layers)
@@ -94,7 +96,7 @@ def state_dict_to_shared(model: MLP) -> dict[str, np.ndarray]:
 
 
 def from_shared(weights: Mapping[str, np.ndarray], activation="sigmoid", output="softmax", dropout=0.0,
-                device="cpu") -> MLP:
+                device="cpu", gamma=None) -> MLP:
     """Build the model from shared weights; dtype follows the weights (float32 or float64)."""
     dtypes = {np.dtype(getattr(w, "dtype", None)) for w in weights.values()} if weights else set()
     if len(dtypes) != 1 or next(iter(dtypes)) not in (np.float32, np.float64):
@@ -107,7 +109,7 @@ def from_shared(weights: Mapping[str, np.ndarray], activation="sigmoid", output=
     if -1 in sizes:
         raise ValueError(f"shared weights must be named W1..W{L}, got {sorted(weights)}")
     dtype = torch.from_numpy(np.zeros(0, dtype=next(iter(dtypes)))).dtype
-    model = MLP(sizes, activation, output, dropout).to(dtype)
+    model = MLP(sizes, activation, output, dropout, gamma).to(dtype)
     model.load_state_dict(shared_to_state_dict(weights, model))
     return model.to(device)
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .model import MLP, loss_fn, make_optimizer
+from .model import MLP, loss_fn, make_optimizer, weight_map
 
 
 class Probe:
@@ -68,6 +68,15 @@ class Probe:
         self.close()
 
 
+def _apply_grad_hook(model: MLP, hook, step: int) -> None:
+    named = dict(model.named_parameters())
+    params = {k: named[v] for k, v in weight_map(len(model.sizes) - 1).items()}
+    new = hook(step, {k: p.grad.detach().cpu().numpy().copy() for k, p in params.items()})
+    with torch.no_grad():
+        for k, p in params.items():
+            p.grad.copy_(torch.as_tensor(np.asarray(new[k]), device=p.grad.device))
+
+
 def accuracy(model: MLP, X: torch.Tensor, y: torch.Tensor) -> float:
     """Fraction of rows classified correctly (call under model.eval() when the model has dropout)."""
     with torch.no_grad():
@@ -79,8 +88,10 @@ def train(model: MLP, X: torch.Tensor, y: torch.Tensor, *, loss: str, epochs: in
           eps: float = 1e-8, batch_size: int | None = None, shuffle: bool | None = None,
           generator: torch.Generator | None = None, X_val=None, y_val=None, patience: int | None = None,
           order: np.ndarray | None = None, masks: Callable[[int, int, tuple], np.ndarray] | None = None,
-          callback: Callable[[int, MLP, float], None] | None = None) -> dict:
-    """Train ``model`` in place; returns a history dict (loss per step, accuracies per epoch, ...)."""
+          callback: Callable[[int, MLP, float], None] | None = None,
+          grad_hook: Callable[[int, dict], dict] | None = None) -> dict:
+    """Train ``model`` in place; returns a history dict (loss per step, accuracies per epoch, ...).
+    ``grad_hook(step, {"W1": dC/dW1, ...})`` (NumPy arrays) returns the gradients the step uses instead."""
     if loss == "cross_entropy" and not isinstance(model.output, nn.Softmax):
         raise ValueError("loss='cross_entropy' (nn.CrossEntropyLoss on the logits) needs output='softmax'")
     if epochs < 0:
@@ -123,6 +134,8 @@ def train(model: MLP, X: torch.Tensor, y: torch.Tensor, *, loss: str, epochs: in
                     raise FloatingPointError(f"the loss became {value} at step {step} (epoch {epoch}); "
                                              f"lower the learning rate (lr={lr}) or standardise the inputs")
                 c.backward()
+                if grad_hook is not None:
+                    _apply_grad_hook(model, grad_hook, step)
                 opt.step()
                 hist["loss"].append(value)
                 if callback is not None:
