@@ -1,15 +1,19 @@
-"""``python -m compare check|report``: exit 0 when everything agrees, 1 when anything disagrees,
-2 on bad usage (one line on stderr, never a traceback)."""
+"""``python -m compare check|report``: a candidate implementation against a reference, on iris.
+
+Exit status: 0 agree; 1 disagree (a real disagreement, nothing else); 2 usage or input error (one
+line on stderr); 3 inconclusive (too few training steps could be judged: see the note it prints).
+"""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
 
-ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus")
-OUTPUTS = ("softmax", "sigmoid", "identity")
-LOSSES = ("cross_entropy", "mse", "l1", "hinge")
-OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
+from .vocabulary import ACTIVATIONS, DTYPES, INIT_SCHEMES, LOSSES, OPTIMIZERS, OUTPUTS
+
+EXIT = {"agree": 0, "disagree": 1, "usage": 2, "inconclusive": 3}
+EPILOG = ("exit status: 0 agree, 1 disagree, 2 usage or input error, 3 inconclusive "
+          "(fewer than half of the training steps could be judged)")
 
 
 class UsageError(Exception):
@@ -26,7 +30,14 @@ def _spec_options(p: argparse.ArgumentParser) -> None:
 
     d = Spec.__dataclass_fields__
     g = p.add_argument_group("model and training (defaults: the lecture's iris example)")
+    g.add_argument("--candidate", default="manual", metavar="NAME",
+                   help="the implementation under test: a registered name (manual, torch, torch:cuda[:N], jax) "
+                        "or module:attr (default: manual)")
+    g.add_argument("--reference", default="torch", metavar="NAME", help="the implementation it is held to "
+                   "(default: torch)")
     g.add_argument("--activation", choices=ACTIVATIONS, default=d["activation"].default, help="hidden activation")
+    g.add_argument("--gamma", type=float, default=None,
+                   help="LeakyReLU negative slope / ELU alpha (default 0.01 / 1.0)")
     g.add_argument("--output", choices=OUTPUTS, default=d["output"].default, help="output function")
     g.add_argument("--loss", choices=LOSSES, default=d["loss"].default, help="loss (reduction = mean)")
     g.add_argument("--hidden", type=int, nargs="+", default=list(d["hidden"].default), metavar="N",
@@ -40,27 +51,27 @@ def _spec_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--dropout", type=float, default=d["dropout"].default, help="on hidden layers")
     g.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a lower validation (iris test) error; restore the best")
-    g.add_argument("--dtype", choices=("float32", "float64"), default=d["dtype"].default)
+    g.add_argument("--dtype", choices=DTYPES, default=d["dtype"].default)
     g.add_argument("--seed", type=int, default=d["seed"].default)
-    g.add_argument("--device", default=d["device"].default, help="cpu or cuda[:N] (torch side)")
-    g.add_argument("--init", choices=("torch", "xavier", "he"), default=d["init"].default,
+    g.add_argument("--init", choices=INIT_SCHEMES, default=d["init"].default,
                    help="initial weight scheme (seeded)")
     g.add_argument("--standardize", action="store_true", help="standardise features (fitted on the training split)")
     g.add_argument("--weights", default=None, metavar="FILE", help="initial weights (safetensors W1, b1, ...)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m compare", description=__doc__)
+    p = _Parser(prog="python -m compare", description=__doc__, epilog=EPILOG)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    c = sub.add_parser("check", help="compare forward, gradients and a training trajectory on iris")
+    c = sub.add_parser("check", help="compare forward, gradients and a training trajectory on iris", epilog=EPILOG)
     _spec_options(c)
     c.add_argument("--json", metavar="PATH", help="write the full result as JSON")
-    r = sub.add_parser("report", help="write the comparison report (markdown, HTML, figures, JSON, weights)")
+    r = sub.add_parser("report", help="write the comparison report (markdown, HTML, figures, JSON, weights)",
+                       epilog=EPILOG)
     _spec_options(r)
     r.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     r.add_argument("--no-slide", dest="slide", action="store_false",
                    help="leave out the slide's printed weights on its six flowers (on by default)")
-    r.add_argument("--no-companion", "--no-float32", dest="companion", action="store_false",
+    r.add_argument("--no-companion", dest="companion", action="store_false",
                    help="skip the companion trajectory in the other dtype (float32 for a float64 report)")
     return p
 
@@ -68,31 +79,37 @@ def build_parser() -> argparse.ArgumentParser:
 def spec_from_args(a):
     from .spec import Spec
 
-    return Spec(hidden=tuple(a.hidden), activation=a.activation, output=a.output, loss=a.loss,
+    return Spec(hidden=tuple(a.hidden), activation=a.activation, gamma=a.gamma, output=a.output, loss=a.loss,
                 optimizer=a.optimizer, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay,
                 batch_size=a.batch_size, epochs=a.epochs, dropout=a.dropout, patience=a.early_stopping,
-                seed=a.seed, dtype=a.dtype, device=a.device, init=a.init, standardize=a.standardize,
+                seed=a.seed, dtype=a.dtype, init=a.init, standardize=a.standardize,
                 weights_file=a.weights)
 
 
 def format_table(res) -> str:
     rows = [f"{'section':<20}{'tensor':<16}{'rel error':>12}{'allowed':>12}  ok"]
-    for sec in (res.forward, res.gradients, res.finite_differences, res.trajectory):
-        worst = max(sec.checks, key=lambda c: (not c.ok, c.rel / c.allowed if c.allowed else float("inf")))
-        for c in [worst] if sec.agree else [c for c in sec.checks if not c.ok][:5]:
-            rows.append(f"{sec.name:<20}{c.tensor:<16}{c.rel:>12.2e}{c.allowed:>12.2e}  {'yes' if c.ok else 'NO'}")
+    for sec in res.sections:
+        if not sec.checks:
+            rows.append(f"{sec.name:<20}{'-':<16}{'':>12}{'':>12}  {sec.verdict}")
+        else:
+            worst = max(sec.checks, key=lambda c: (not c.ok, c.rel / c.allowed if c.allowed else float("inf")))
+            for c in [worst] if sec.agree else [c for c in sec.checks if not c.ok][:5]:
+                rows.append(f"{sec.name:<20}{c.tensor:<16}{c.rel:>12.2e}{c.allowed:>12.2e}  {'yes' if c.ok else 'NO'}")
         if sec.first_failure is not None:
             f = sec.first_failure
             where = f"step {f.step}, " if f.step is not None else ""
-            if f.index is None:
+            side = f"{f.side}'s gradient, " if f.side else ""
+            if not f.index and f.candidate is None:
                 rows.append(f"  first disagreement: {where}{f.tensor} (see notes)")
             else:
-                rows.append(f"  first disagreement: {where}layer {f.layer}, {f.tensor}{f.index}: "
-                            f"manual {f.manual!r} vs torch {f.torch!r}")
+                rows.append(f"  first disagreement: {where}{side}layer {f.layer}, {f.tensor}{f.index or ''}: "
+                            f"{res.candidate if not f.side else 'back-propagation'} {f.candidate!r} vs "
+                            f"{res.reference if not f.side else 'finite difference'} {f.reference!r}")
         for n in sec.notes:
             rows.append(f"  note: {n}")
-    verdict = "AGREE" if res.agree else "DISAGREE"
-    rows.append(f"{verdict}: {res.steps} training steps compared ({res.config['dtype']}, device {res.config['device']})")
+    what = (f"{res.candidate} (candidate) vs {res.reference} (reference), judged {res.judged_steps} of {res.steps} "
+            f"training steps ({res.config['dtype']})")
+    rows.append(f"{res.verdict.upper()}: {what}" + (f": {res.reason}" if res.reason else ""))
     return "\n".join(rows)
 
 
@@ -110,16 +127,21 @@ def main(argv=None) -> int:
         print(f"python -m compare: error: {e}", file=sys.stderr)
         return 2
     try:
+        from .registry import load
+        candidate, reference = load(args.candidate, "candidate"), load(args.reference, "reference")
         if args.command == "check":
-            from .harness import run_check
-            res, _ = run_check(spec)
+            from .harness import check
+            res, _ = check(candidate, reference, spec)
             print(format_table(res))
             if args.json:
                 from manual.weights import atomic_write_bytes
                 atomic_write_bytes(args.json, (json.dumps(res.to_dict(), indent=2) + "\n").encode())
-            return 0 if res.agree else 1
+            return EXIT[res.verdict]
         from .report import write_report
-        return 0 if write_report(spec, out, slide=args.slide, companion=args.companion) else 1
+        return EXIT[write_report(spec, out, candidate, reference, slide=args.slide, companion=args.companion)]
+    except ImportError as e:  # an implementation whose framework is not installed
+        print(f"python -m compare: error: {e}", file=sys.stderr)
+        return 2
     except (ValueError, TypeError, OSError) as e:  # bad weights files, unwritable paths, ...
         print(f"python -m compare: error: {e}", file=sys.stderr)
         return 2

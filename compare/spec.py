@@ -1,16 +1,15 @@
-"""The spec of one cross-check run: model, training options, seed, dtype, device.
+"""The spec of one cross-check run: model, training options, seed, dtype (what both sides are given).
 
 No torch here, so that the CLI can parse and validate options (and print --help) quickly.
 """
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 
 import numpy as np
 
-import manual
+from . import vocabulary as V
 
 
 @dataclass
@@ -32,7 +31,6 @@ class Spec:
     patience: int | None = None        # early stopping on the validation (= iris test) error rate
     seed: int = 0
     dtype: str = "float64"
-    device: str = "cpu"
     init: str = "torch"
     standardize: bool = False
     weights_file: str | None = None    # initial weights from a safetensors file instead of ``init``
@@ -44,9 +42,19 @@ class Spec:
 
     def validate(self):
         """Raise ValueError/TypeError naming the bad option and what was expected."""
-        manual.check_config(self.activation, self.output, self.loss)
-        if self.optimizer not in manual.OPTIMIZERS:
-            raise ValueError(f"optimizer={self.optimizer!r} is not known; expected one of {list(manual.OPTIMIZERS)}")
+        for name, known in (("activation", V.ACTIVATIONS), ("output", V.OUTPUTS), ("loss", V.LOSSES),
+                            ("optimizer", V.OPTIMIZERS), ("init", V.INIT_SCHEMES), ("dtype", V.DTYPES)):
+            if getattr(self, name) not in known:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not known; expected one of {list(known)}")
+        if self.loss == "cross_entropy" and self.output != "softmax":
+            raise ValueError(f"loss='cross_entropy' is taken on the logits z^L and needs output='softmax', "
+                             f"got output={self.output!r}")
+        if self.gamma is not None:
+            if self.activation not in V.DEFAULT_GAMMA:
+                raise ValueError(f"gamma is a parameter of {list(V.DEFAULT_GAMMA)} only, not of "
+                                 f"activation={self.activation!r}")
+            if not (isinstance(self.gamma, (int, float)) and math.isfinite(self.gamma) and self.gamma >= 0):
+                raise ValueError(f"gamma must be a finite number >= 0, got {self.gamma!r}")
         if self.hidden and min(self.hidden) < 1:
             raise ValueError(f"hidden={list(self.hidden)}: every hidden layer size must be >= 1")
         if self.dropout and not self.hidden:
@@ -67,12 +75,6 @@ class Spec:
             raise ValueError(f"batch_size must be in [1, 120] (the iris training split), got {self.batch_size}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience (early stopping) must be >= 1 epoch, got {self.patience}")
-        if self.dtype not in ("float32", "float64"):
-            raise ValueError(f"dtype={self.dtype!r} is not supported; expected float32 or float64")
-        if not re.fullmatch(r"cpu|cuda(:[0-9]+)?", str(self.device)):
-            raise ValueError(f"device={self.device!r} is not supported; expected cpu, cuda or cuda:N")
-        if self.init not in manual.INIT_SCHEMES:
-            raise ValueError(f"init={self.init!r} is not known; expected one of {list(manual.INIT_SCHEMES)}")
 
     @property
     def sizes(self) -> list[int]:

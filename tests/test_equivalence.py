@@ -54,6 +54,6 @@ def test_early_stopping_on_iris(optimizer, lr, dtype):
 
     traj = assert_agree(data=iris_split(dtype, standardize=True), optimizer=optimizer, lr=lr, batch=10, depth=2,
                         hidden=6, dtype=dtype, epochs=300, patience=3, dropout=0.1)
-    assert traj.manual.stopped_early and traj.torch.stopped_early
-    assert traj.manual.best_epoch == traj.torch.best_epoch and traj.manual.epochs_run < 300
+    assert traj.candidate.result.stopped_early and traj.reference.result.stopped_early
+    assert traj.candidate.result.best_epoch == traj.reference.result.best_epoch and traj.candidate.result.epochs_run < 300
     assert any(c.tensor == "restored W1" and c.ok for c in traj.section.checks)

@@ -1,0 +1,75 @@
+"""One forward and backward pass on each side, compared tensor by tensor: z^l, a^l and the loss
+(forward), delta^l, dC/dW^l, dC/db^l (gradients).
+
+float64: the candidate against the reference, FLOAT64_RTOL.  float32: both sides also run in
+float64 on the same float32-rounded weights and inputs; the candidate's float32 result is judged
+against the reference's float64 one, allowed FLOAT32_ORDER x the tighter side's own float32 error
+(the noise floor; tolerances.py).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from . import tolerances as tol
+from .results import Section, check_tensor, section
+
+
+def _up(x):
+    return None if x is None else np.asarray(x, dtype=np.float64)
+
+
+def _float64_pass(impl, spec64, weights, X, y, masks):
+    return impl.forward_backward(spec64, {k: _up(v) for k, v in weights.items()}, _up(X), y,
+                                 None if masks is None else [_up(m) for m in masks])
+
+
+def _floors(p32, p64):
+    """Per tensor key: one side's own float32 error against its float64 run."""
+    out = {}
+    for l in range(1, len(p32.z)):
+        for key in ("z", "a", "delta"):
+            a, b = getattr(p32, key)[l], getattr(p64, key)[l]
+            out[f"{key}{l}"] = tol.rel_error(a, b)[1] if a is not None and b is not None else np.inf
+    out["loss"] = tol.rel_error(p32.loss, p64.loss)[1]
+    for k in p32.grads:
+        out[f"d{k}"] = tol.rel_error(p32.grads[k], p64.grads[k])[1]
+    return out
+
+
+def forward_and_gradients(candidate, reference, spec, weights, X, y, masks) -> tuple[Section, Section]:
+    c = candidate.forward_backward(spec, weights, X, y, masks)
+    r = reference.forward_backward(spec, weights, X, y, masks)
+    r64 = floor = None
+    if spec.np_dtype == np.float32:
+        from dataclasses import replace
+
+        spec64 = replace(spec, dtype="float64", weights_file=None)
+        r64 = _float64_pass(reference, spec64, weights, X, y, masks)
+        c64 = _float64_pass(candidate, spec64, weights, X, y, masks)
+        fr, fc = _floors(r, r64), _floors(c, c64)
+        floor = {k: min(fr[k], fc[k]) for k in fr}
+    L = len(r.z) - 1
+    base = r64 if r64 is not None else r   # what the candidate is measured against
+    f_fwd = tol.group_floor(spec.dtype, *base.z[1:], *base.a[1:])
+    f_delta = tol.group_floor(spec.dtype, *[d for d in base.delta[1:] if d is not None])
+    f_grad = tol.group_floor(spec.dtype, *base.grads.values())
+
+    def one(key, l, cv, rv, r64v, f):
+        return check_tensor(key, l, cv, rv, r64v, None if floor is None else floor[key], floor=f)
+
+    fwd = []
+    for l in range(1, L + 1):
+        fwd.append(one(f"z{l}", l, c.z[l], r.z[l], None if r64 is None else r64.z[l], f_fwd))
+        fwd.append(one(f"a{l}", l, c.a[l], r.a[l], None if r64 is None else r64.a[l], f_fwd))
+    fwd.append(one("loss", None, c.loss, r.loss, None if r64 is None else r64.loss, 0.0))
+    grad, notes = [], []
+    for l in range(L, 0, -1):
+        if c.delta[l] is None or r.delta[l] is None:
+            notes.append(f"delta{l} not available from " + " and ".join(
+                role for role, p in (("the candidate", c), ("the reference", r)) if p.delta[l] is None))
+        else:
+            grad.append(one(f"delta{l}", l, c.delta[l], r.delta[l], None if r64 is None else r64.delta[l], f_delta))
+        for p in "Wb":
+            k = f"{p}{l}"
+            grad.append(one(f"d{k}", l, c.grads[k], r.grads[k], None if r64 is None else r64.grads[k], f_grad))
+    return section("forward", fwd), section("gradients", grad, notes)
