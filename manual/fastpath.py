@@ -21,6 +21,7 @@ import numpy as np
 from .activations import softmax_parts
 from .flat import FlatTensors
 from .losses import cross_entropy_from_parts
+from .mlp import by_layer
 from .rowops import column_sum
 
 
@@ -64,7 +65,7 @@ class FastPath:
         the plain path; the arrays (and the gradients) are overwritten by the next step of the same size."""
         net, ws = self.net, self.workspace(X.shape[0])
         W, b, L, sigma = net.W, net.b, net.L, net.sigma
-        m = [None] * (L + 1) if masks is None else [None, *masks, None]
+        m = by_layer(masks, L)
         z, h, a, delta = [None] * (L + 1), [None] * (L + 1), [X] + [None] * L, [None] * (L + 1)
         for l in range(1, L + 1):
             z[l] = np.matmul(a[l - 1], W[l].T, out=ws.z[l])

@@ -62,7 +62,7 @@ def pieces(params, grads, *states):
     state_like makes them."""
     flat_params, flat_grads = flat_of(params), flat_of(grads)
     if flat_params is None or flat_grads is None:
-        yield from zip(params, grads, *(s[1] for s in states))
+        yield from zip(params, grads, *(s[1] for s in states), strict=True)
     elif flat_params.size <= CHUNK:
         yield (flat_params, flat_grads, *(s[0] for s in states))
     else:

@@ -98,7 +98,7 @@ LOSS = {c.name: c for c in (
 )}
 
 
-# count / n is exactly np.mean of the booleans (both round k/n once), at a tenth of its per-call cost.
+# count / n is exactly np.mean of the booleans (both round k/n once), with less per-call overhead.
 # ``a``: rows of per-class scores, a^L or z^L (MLP.logits); the class is their arg-max.
 def error_rate(a: np.ndarray, y: np.ndarray) -> float:
     """The 0-1 loss averaged: the fraction of rows whose arg-max is not the label."""

@@ -56,7 +56,7 @@ class MLP:
         self.sigma = hidden_activation(activation, gamma)  # Activation: f, fprime
         self.output_fn = OUTPUT[output]                    # Output: f, backprop
         self.cost = LOSS[loss]                              # Loss: value, delta
-        self.loss_f = self.cost.value                       # the loss's value(z^L, a^L, Y, y)
+        self.loss_f = self.cost.value                       # value(z^L, a^L, Y, y), as compare/harness.py calls it
         # Own copies, 1-indexed like the lecture (W[1] .. W[L]), updated in place by the optimisers:
         # views of one flat array, W1, b1, W2, b2, ... back to back (manual/flat.py).
         self.shapes = [weights[name].shape for name in self.names]
@@ -81,12 +81,12 @@ class MLP:
 
     def weights(self) -> dict[str, np.ndarray]:
         """A copy of the current shared weights."""
-        return {n: p.copy() for n, p in zip(self.names, self.params)}
+        return {n: p.copy() for n, p in zip(self.names, self.params, strict=True)}
 
     def set_weights(self, weights: Mapping[str, np.ndarray]) -> None:
         if check_weights(weights) != self.sizes:
             raise ValueError(f"weights of sizes {check_weights(weights)} do not fit this network of sizes {self.sizes}")
-        for n, p in zip(self.names, self.params):
+        for n, p in zip(self.names, self.params, strict=True):
             p[...] = weights[n]
 
     # ---- input checks -------------------------------------------------------------------------
@@ -120,7 +120,8 @@ class MLP:
         if len(masks) != self.L - 1:
             raise ValueError(f"masks has {len(masks)} entries; expected one per hidden layer ({self.L - 1})")
         for l, m in enumerate(masks, start=1):
-            if m is not None and (not isinstance(m, np.ndarray) or m.shape != (n, self.sizes[l]) or m.dtype != self.dtype):
+            fits = isinstance(m, np.ndarray) and m.shape == (n, self.sizes[l]) and m.dtype == self.dtype
+            if m is not None and not fits:
                 got = (m.shape, m.dtype) if isinstance(m, np.ndarray) else type(m).__name__
                 raise ValueError(f"masks[{l - 1}] (hidden layer {l}) is {got}; expected shape {(n, self.sizes[l])} "
                                  f"dtype {self.dtype}")
@@ -146,7 +147,7 @@ class MLP:
         self.feedforward(X, masks)
         Y = one_hot(y, self.sizes[-1], self.dtype)
         loss = self.cost.value(self.z[self.L], self.a[self.L], Y, y)
-        return loss, dict(zip(self.names, self.backprop(Y, y, masks)))
+        return loss, dict(zip(self.names, self.backprop(Y, y, masks), strict=True))
 
     def logits(self, X: np.ndarray) -> np.ndarray:
         """z^L for the rows of X: the forward pass without the output function, for class decisions.

@@ -135,8 +135,8 @@ def _loop(net, X, y, Y, order, B, opt, dropout, masks, X_val, y_val, patience, c
                 raise TrainingDiverged(f"the loss became {loss} at step {step} (epoch {epoch}); "
                                        f"lower the learning rate (lr={lr}) or standardise the inputs")
             if grad_hook is not None:
-                new = grad_hook(step, dict(zip(net.names, grads)))
-                for name, g in zip(net.names, grads):
+                new = grad_hook(step, dict(zip(net.names, grads, strict=True)))
+                for name, g in zip(net.names, grads, strict=True):
                     g[...] = new[name]
             opt.step(grads)
             hist.loss.append(loss)

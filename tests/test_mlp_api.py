@@ -239,7 +239,7 @@ def test_the_fast_path_takes_the_cross_entropy_from_the_softmax_parts(monkeypatc
     monkeypatch.setattr(manual.fastpath, "softmax_parts", spy_parts)
     monkeypatch.setattr(manual.fastpath, "cross_entropy_from_parts", spy_ce)
     value, _ = manual.FastPath(net).loss_and_gradients(X, manual.one_hot(Y, 3, net.dtype), Y)
-    assert len(seen) == 2 and all(a is b for a, b in zip(seen[0][1:], seen[1]))
+    assert len(seen) == 2 and all(a is b for a, b in zip(seen[0][1:], seen[1], strict=True))
     assert value == net.loss(X, Y)
     assert value == pytest.approx(-np.log(by_hand(X)[np.arange(5), Y]).mean(), rel=HAND_RTOL)
 
