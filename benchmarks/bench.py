@@ -8,8 +8,8 @@
 
 What is timed, on the lecture's model (sigmoid hidden layers, softmax output, cross-entropy, plain SGD):
 
-- ``loss+grad``: the training loop's forward pass, loss and gradients.  manual: ``_forward(X,
-  reuse=True)``, ``loss_f``, ``_backprop`` exactly as ``manual.train`` runs them; torch:
+- ``loss+grad``: the training loop's forward pass, loss and gradients.  manual:
+  ``FastPath(net).loss_and_gradients`` exactly as ``manual.train`` runs it; torch:
   ``zero_grad()``, ``model(X)``, the loss as ``torch_ref.train`` computes it, ``.item()``, ``backward()``.
 - ``step``: the same plus the optimiser step (``opt.step(grads)`` / ``opt.step()``): one training step.
 - ``gradients()``: manual's public API, ``net.gradients(X, y)`` (input checks, one-hot, new arrays),
@@ -142,8 +142,6 @@ def _weights(case: Case):
 def numpy_functions(case: Case) -> dict:
     """name -> (prepare or None, fn, reset): fn(prepare()) is timed; reset() (untimed, before every block)
     puts the initial weights back, so that both sides time the same steps from the same state."""
-    import inspect
-
     import numpy as np
 
     import manual
@@ -153,16 +151,13 @@ def numpy_functions(case: Case) -> dict:
     net = manual.MLP.from_weights(w, "sigmoid", "softmax", "cross_entropy")
     opt = manual.make_optimizer("sgd", net.params, case.lr)
     Y = manual.one_hot(y, case.sizes[-1], net.dtype)
-    L = net.L
-    # as manual.train's loop; checkouts from before this issue's changes (--manual-from) have no reuse, no _loss
-    reuse = {"reuse": True} if "reuse" in inspect.signature(net._forward).parameters else {}
+    fast = manual.FastPath(net)  # as manual.train's loop
 
     def loss_grad(_):
-        net._forward(X, None, **reuse)
-        loss = net._loss(Y, y) if hasattr(net, "_loss") else net.loss_f(net.z[L], net.a[L], Y, y)
+        loss, grads = fast.loss_and_gradients(X, Y, y)
         if not math.isfinite(loss):
             raise FloatingPointError(loss)
-        return net._backprop(Y, y)
+        return grads
 
     def step(_):
         opt.step(loss_grad(None))
@@ -237,7 +232,7 @@ def gemm_function(side: str, dtype: str):
 
 
 def products_function(side: str, case: Case):
-    """The matrix products of one training step of ``case``, as MLP._forward and _backprop make them (in
+    """The matrix products of one training step of ``case``, as manual.FastPath makes them (in
     their order; torch's autograd orders and transposes its own), on random operands of the same shapes:
     their values do not matter to the speed.  The bias column sums are left to the element-wise work."""
     import numpy as np

@@ -6,9 +6,9 @@ Adam (torch.optim.Adam): g <- g + wd p (L2, not AdamW);  m <- m + (1-b1)(g - m) 
                          v <- b2 v + (1-b2) g^2;  p <- p - lr/(1-b1^t) * m / (sqrt(v)/sqrt(1-b2^t) + eps)
 All arithmetic is in the parameters' dtype (hyper-parameters are Python floats).
 
-Each ``step`` loops over ``pieces``: the tensors one by one, or, when they are MLP.params and the
-gradients are what MLP._backprop returns (views of one flat array each), chunks of those flat arrays:
-the same formulas in a few NumPy calls for all tensors (see manual/flat.py).
+Each ``step`` loops over ``pieces``: the tensors one by one, or, when the parameters and the gradients
+are FlatTensors (MLP.params and the gradients of MLP.backprop and the fast path), chunks of their flat
+arrays: the same formulas in a few NumPy calls for all tensors (see manual/flat.py).
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from .flat import flat_base, pieces, state_like
+from .flat import pieces, state_like
 
 OPTIMIZERS = ("sgd", "momentum", "nesterov", "adam")
 
@@ -43,15 +43,14 @@ class SGD:
             raise ValueError("nesterov=True needs momentum > 0 (as torch.optim.SGD)")
         self.nesterov = bool(nesterov)
         self.buf = [None] * len(params)   # momentum buffers, made at the first step (as torch)
-        self._flat = flat_base(params)    # the flat array the params are views of (MLP.params), else None
         self._flat_buf = None
 
     def step(self, grads):
         lr, mu, wd = self.lr, self.momentum, self.weight_decay
         first = bool(mu) and self.buf[0] is None
         if first:
-            self._flat_buf, self.buf = state_like(self.params, self._flat)
-        for p, g, buf in pieces(self.params, self._flat, grads, (self._flat_buf, self.buf)):
+            self._flat_buf, self.buf = state_like(self.params)
+        for p, g, buf in pieces(self.params, grads, (self._flat_buf, self.buf)):
             if wd:
                 g = g + wd * p                       # g <- g + wd p
             if mu:
@@ -75,16 +74,15 @@ class Adam:
         self.eps = _nonneg("eps", eps)
         self.weight_decay = _nonneg("weight_decay", weight_decay)
         self.t = 0
-        self._flat = flat_base(params)    # the flat array the params are views of (MLP.params), else None
-        self._flat_m, self.m = state_like(params, self._flat)
-        self._flat_v, self.v = state_like(params, self._flat)
+        self._flat_m, self.m = state_like(params)
+        self._flat_v, self.v = state_like(params)
 
     def step(self, grads):
         self.t += 1
         b1, b2, wd = self.beta1, self.beta2, self.weight_decay
         step_size = self.lr / (1 - b1 ** self.t)
         bc2_sqrt = math.sqrt(1 - b2 ** self.t)
-        for p, g, m, v in pieces(self.params, self._flat, grads, (self._flat_m, self.m), (self._flat_v, self.v)):
+        for p, g, m, v in pieces(self.params, grads, (self._flat_m, self.m), (self._flat_v, self.v)):
             if wd:
                 g = g + wd * p                                           # g <- g + wd p
             m += (1 - b1) * (g - m)                                      # m <- m + (1-b1)(g - m)

@@ -11,7 +11,9 @@
 - Dropout masks come from ``np.random.default_rng([seed, 1])`` unless ``masks(step, layer, shape)``
   supplies them (entries 0 or 1/(1-p)).
 - ``history.loss[s]`` is the loss of step s's batch before its update; accuracies are measured
-  after each epoch without dropout, as the arg-max of z^L (``MLP._logits``).
+  after each epoch without dropout, as the arg-max of z^L (``MLP.logits``).
+- Each step's loss and gradients come from manual/fastpath.py (the plain path's formulas, written into
+  arrays kept per batch size for as long as this call runs).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ from typing import Callable
 
 import numpy as np
 
+from .fastpath import FastPath
 from .losses import accuracy, error_rate, one_hot
 from .mlp import MLP
 from .optim import make_optimizer
@@ -59,7 +62,8 @@ def epoch_orders(n: int, epochs: int, batch_size: int, seed: int, shuffle: bool 
 
 
 def _check_int(name, value, lo, hi=None):
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < lo or (hi is not None and value > hi):
+    out_of_range = value < lo or (hi is not None and value > hi)
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or out_of_range:
         rng = f">= {lo}" if hi is None else f"in [{lo}, {hi}]"
         raise ValueError(f"{name} must be an integer {rng}, got {value!r}")
     return int(value)
@@ -117,49 +121,46 @@ def _loop(net, X, y, Y, order, B, opt, dropout, masks, X_val, y_val, patience, c
     canonical = (order == np.arange(n)).all(axis=1) if B == n else None  # full-batch epochs in row order
     hist = History()
     best_err, since_best, step = math.inf, 0, 0
-    try:
-        for epoch in range(1, epochs + 1):
-            for start in range(0, n, B):
-                idx = order[epoch - 1, start:start + B]
-                if B == n and canonical[epoch - 1]:
-                    Xb, Yb, yb = X, Y, y                                # full batch, canonical order: no copy
-                else:
-                    Xb, Yb, yb = X[idx], Y[idx], y[idx]
-                m = None if not dropout else [masks(step, l, (len(idx), net.sizes[l])) for l in range(1, net.L)]
-                net._forward(Xb, m, reuse=True)  # into arrays kept for this batch size: nobody keeps a step's
-                loss = net._loss(Yb, yb)        # loss_f(z^L, a^L, Yb, yb), softmax's parts reused
-                if not math.isfinite(loss):
-                    raise TrainingDiverged(f"the loss became {loss} at step {step} (epoch {epoch}); "
-                                           f"lower the learning rate (lr={lr}) or standardise the inputs")
-                grads = net._backprop(Yb, yb)
-                if grad_hook is not None:
-                    new = grad_hook(step, dict(zip(net.names, grads)))
-                    for name, g in zip(net.names, grads):
-                        g[...] = new[name]
-                opt.step(grads)
-                hist.loss.append(loss)
-                hist.schedule.append(idx.tolist())
-                if callback is not None:
-                    callback(step, net, loss)
-                step += 1
-            hist.epochs_run = epoch
-            if not np.isfinite(net._flat).all():
-                raise TrainingDiverged(f"a parameter became NaN or Inf in epoch {epoch} (step {step - 1}); "
+    fast = FastPath(net)  # the steps' arrays, kept per batch size until this function returns
+    for epoch in range(1, epochs + 1):
+        for start in range(0, n, B):
+            idx = order[epoch - 1, start:start + B]
+            if B == n and canonical[epoch - 1]:
+                Xb, Yb, yb = X, Y, y                                # full batch, canonical order: no copy
+            else:
+                Xb, Yb, yb = X[idx], Y[idx], y[idx]
+            m = None if not dropout else [masks(step, l, (len(idx), net.sizes[l])) for l in range(1, net.L)]
+            loss, grads = fast.loss_and_gradients(Xb, Yb, yb, m)
+            if not math.isfinite(loss):
+                raise TrainingDiverged(f"the loss became {loss} at step {step} (epoch {epoch}); "
                                        f"lower the learning rate (lr={lr}) or standardise the inputs")
-            hist.train_accuracy.append(accuracy(net._logits(X), y))
-            if X_val is not None:
-                hist.val_accuracy.append(accuracy(net._logits(X_val), y_val))
-                if patience is not None:
-                    err = error_rate(net.z[net.L], y_val)
-                    if err < best_err:
-                        best_err, since_best, hist.best_epoch, hist.best_weights = err, 0, epoch, net.weights()
-                    else:
-                        since_best += 1
-                        if since_best >= patience:
-                            hist.stopped_early = True
-                            break
-    finally:
-        net._buffers.clear()  # the step buffers live as long as this call (net.delta etc. keep theirs)
+            if grad_hook is not None:
+                new = grad_hook(step, dict(zip(net.names, grads, strict=True)))
+                for name, g in zip(net.names, grads, strict=True):
+                    g[...] = new[name]
+            opt.step(grads)
+            hist.loss.append(loss)
+            hist.schedule.append(idx.tolist())
+            if callback is not None:
+                callback(step, net, loss)
+            step += 1
+        hist.epochs_run = epoch
+        if not np.isfinite(net.params.flat).all():
+            raise TrainingDiverged(f"a parameter became NaN or Inf in epoch {epoch} (step {step - 1}); "
+                                   f"lower the learning rate (lr={lr}) or standardise the inputs")
+        hist.train_accuracy.append(accuracy(net.logits(X), y))
+        if X_val is not None:
+            scores = net.logits(X_val)
+            hist.val_accuracy.append(accuracy(scores, y_val))
+            if patience is not None:
+                err = error_rate(scores, y_val)
+                if err < best_err:
+                    best_err, since_best, hist.best_epoch, hist.best_weights = err, 0, epoch, net.weights()
+                else:
+                    since_best += 1
+                    if since_best >= patience:
+                        hist.stopped_early = True
+                        break
     if patience is not None and hist.best_weights is not None:
         net.set_weights(hist.best_weights)
         hist.restored_best = True

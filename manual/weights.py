@@ -96,7 +96,7 @@ def init_weights(sizes, scheme: str = "torch", seed: int = 0, dtype="float64") -
         raise ValueError(f"sizes={sizes} must list at least an input and an output size, each >= 1")
     rng = np.random.default_rng(seed)
     weights = {}
-    for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:]), start=1):
+    for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:], strict=True), start=1):
         if scheme == "torch":
             bound = 1.0 / np.sqrt(fan_in)
             W = rng.uniform(-bound, bound, (fan_out, fan_in))

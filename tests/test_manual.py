@@ -256,14 +256,15 @@ def test_activation_formulas_on_each_branch(case):
     np.testing.assert_array_equal(got, np.array(want))
 
 
-# the module docstring: sigmoid, tanh and relu write f (and sigmoid, tanh f') into a given ``out``
-# (the training loop's preallocated buffers) and return it
-IN_PLACE = [("sigmoid", "f"), ("tanh", "f"), ("relu", "f"), ("sigmoid", "fprime"), ("tanh", "fprime")]
+# the module docstring: every activation writes f and f' into a given ``out`` (the fast path's
+# preallocated arrays) and returns it, with the bits of a new array; the default and a non-default gamma
+IN_PLACE = [(name, gamma, which) for name in ACTIVATIONS for gamma in (None, 0.3) for which in ("f", "fprime")
+            if gamma is None or name in ("leaky_relu", "elu")]
 
 
-@pytest.mark.parametrize("name,which", IN_PLACE)
-def test_sigmoid_tanh_relu_write_into_out(name, which):
-    a, z = act.hidden_activation(name), np.linspace(-3.0, 3.0, 7)
+@pytest.mark.parametrize("name,gamma,which", IN_PLACE)
+def test_every_activation_writes_into_out(name, gamma, which):
+    a, z = act.hidden_activation(name, gamma), np.array([-30.0, -3.0, -1.0, 0.0, 0.5, 3.0, 20.0, 20.5, 30.0])
     call = (lambda out=None: a.f(z, out=out)) if which == "f" else (lambda out=None: a.fprime(z, a.f(z), out=out))
     buf = np.empty_like(z)
     assert call(buf) is buf
@@ -317,7 +318,7 @@ def test_row_and_column_reductions_keep_the_dtype(name, dtype):
 
 @pytest.mark.parametrize("name", ACTIVATIONS)
 def test_hidden_activation_is_the_named_pair_of_functions(name):
-    a, (f, fprime) = act.hidden_activation(name), act.HIDDEN[name]
+    a, (_, f, fprime) = act.hidden_activation(name), act.HIDDEN[name]
     z = np.linspace(-3.0, 3.0, 7)
     assert a.name == name
     np.testing.assert_array_equal(a.f(z), f(z))

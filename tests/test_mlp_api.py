@@ -1,7 +1,7 @@
 """manual.MLP's public API beyond the equivalence cases: forward with dropout masks (against a hand
 computation), the masks' checks, class decisions (the arg-max of z^L, also in early stopping),
 error_rate, set_weights, loss in the network's dtype, and the training loop's arrays reused per batch
-size (manual/mlp.py's module docstring)."""
+size (manual/fastpath.py's module docstring)."""
 import numpy as np
 import pytest
 
@@ -222,28 +222,34 @@ def test_gradients_apply_the_masks_as_the_hand_backprop_does():
     assert all(np.allclose(grads[k], v, rtol=HAND_RTOL, atol=HAND_ATOL) for k, v in expected.items())
 
 
-def test_the_cross_entropy_is_taken_from_the_forward_pass_softmax_parts(monkeypatch):
-    """The documented fast path: log sum_j e^{z_j} comes from the softmax's own (t, s), not a second pass."""
+def test_the_fast_path_takes_the_cross_entropy_from_the_softmax_parts(monkeypatch):
+    """manual/fastpath.py: log sum_j e^{z_j} comes from the softmax's own (t, s), not a second pass, and
+    gives the plain path's loss bit for bit."""
     net, seen = mlp(), []
-    real = manual.mlp.cross_entropy_from_parts
+    real_parts, real_ce = manual.fastpath.softmax_parts, manual.fastpath.cross_entropy_from_parts
 
-    def spy(t, s, y):
+    def spy_parts(z):
+        seen.append(real_parts(z))
+        return seen[-1]
+
+    def spy_ce(t, s, y):
         seen.append((t, s))
-        return real(t, s, y)
+        return real_ce(t, s, y)
 
-    monkeypatch.setattr(manual.mlp, "cross_entropy_from_parts", spy)
-    value = net.loss(X, Y)
-    assert len(seen) == 1 and all(a is b for a, b in zip(seen[0], net._softmax_parts))
+    monkeypatch.setattr(manual.fastpath, "softmax_parts", spy_parts)
+    monkeypatch.setattr(manual.fastpath, "cross_entropy_from_parts", spy_ce)
+    value, _ = manual.FastPath(net).loss_and_gradients(X, manual.one_hot(Y, 3, net.dtype), Y)
+    assert len(seen) == 2 and all(a is b for a, b in zip(seen[0][1:], seen[1], strict=True))
+    assert value == net.loss(X, Y)
     assert value == pytest.approx(-np.log(by_hand(X)[np.arange(5), Y]).mean(), rel=HAND_RTOL)
 
 
 # ---- arrays reused per batch size (the training loop's steps) -----------------------------------------
 
-def _step(net, X, masks):
+def _step(fast, X, masks):
     """One training step's passes, writing into the arrays kept for batches of len(X) rows."""
-    y = Y[:len(X)]
-    net._forward(X, masks, reuse=True)
-    grads = net._backprop(manual.one_hot(y, 3, net.dtype), y)
+    y, net = Y[:len(X)], fast.net
+    _, grads = fast.loss_and_gradients(X, manual.one_hot(y, 3, net.dtype), y, masks)
     return [*net.z[1:], *net.h[1:3], *net.a[1:3], *net.delta[1:3], grads.flat], grads
 
 
@@ -252,12 +258,13 @@ def test_training_steps_reuse_one_set_of_arrays_per_batch_size(dtype):
     """z, h, masked a, delta and the gradients of a step go into arrays kept per batch size, in the network's
     dtype, holding exactly what the public passes compute."""
     net = mlp({k: v.astype(dtype) for k, v in W.items()})
+    fast = manual.FastPath(net)
     batches = [(X.astype(dtype), [M1.astype(dtype), M2.astype(dtype)]),
                (X[::-1].astype(dtype), [mask(5, 6, 7).astype(dtype), mask(5, 5, 8).astype(dtype)]),
                (X[:3].astype(dtype), [M1[:3].astype(dtype), None])]
     steps = []
     for x, masks in batches:
-        arrays, grads = _step(net, x, masks)
+        arrays, grads = _step(fast, x, masks)
         public = mlp({k: v.astype(dtype) for k, v in W.items()}).gradients(x, Y[:len(x)], masks)[1]
         assert np.array_equal(grads.flat, np.concatenate([public[k].ravel() for k in net.names]))
         assert all(np.shares_memory(g, grads.flat) for g in grads) and {a.dtype for a in arrays} == {np.dtype(dtype)}
@@ -265,7 +272,7 @@ def test_training_steps_reuse_one_set_of_arrays_per_batch_size(dtype):
     first, second, other = steps
     assert all(a is b for a, b in zip(first, second))  # the same arrays for the next batch of 5
     assert all(a is not b for a, b in zip(other, first)) and other[0].shape == (3, 6)  # a batch of 3: its own
-    assert all(a is b for a, b in zip(_step(net, *batches[0])[0], first))  # kept for the next batch of 5
+    assert all(a is b for a, b in zip(_step(fast, *batches[0])[0], first))  # kept for the next batch of 5
 
 
 def test_a_network_without_hidden_layers_trains():

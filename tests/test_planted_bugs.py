@@ -10,31 +10,34 @@ import pytest
 
 import manual
 from helpers import check_passes, check_trajectory, make_spec
+from manual import losses
 
 train_module = sys.modules["manual.train"]  # `manual.train` is the function; this is its module
+DC_DA = {"mse": losses.mse_grad, "l1": losses.l1_grad, "hinge": losses.hinge_grad}  # dC/da^L
 
 
 class CopiedMLP(manual.MLP):
-    """A copy of manual.MLP._backprop with switchable bugs (bug=None is the faithful copy)."""
+    """A copy of manual.MLP.backprop with switchable bugs (bug=None is the faithful copy)."""
 
     bug = None
 
-    def _backprop(self, Y, y):
+    def backprop(self, Y, y, masks=None):
         z, a, h, W, L, bug = self.z, self.a, self.h, self.W, self.L, self.bug
+        masks = [None] * (L - 1) if masks is None else masks
         n = Y.shape[0]
         delta = [None] * (L + 1)
         if self.loss_name == "cross_entropy":
             delta[L] = (a[L] - Y) if bug == "sum_not_mean" else (a[L] - Y) / n
         else:
-            g = self.loss_grad(a[L], Y, y)
-            delta[L] = g * a[L] if bug == "softmax_jacobian_diagonal" else self.out_backprop(z[L], a[L], g)
+            g = DC_DA[self.loss_name](a[L], Y, y)
+            delta[L] = g * a[L] if bug == "softmax_jacobian_diagonal" else self.output_fn.backprop(z[L], a[L], g)
         for l in range(L - 1, 0, -1):
             fprime = h[l] if bug == "wrong_derivative" else self.sigma.fprime(z[l], h[l])
             square = W[l + 1].shape[0] == W[l + 1].shape[1]  # where the mistake still runs unnoticed
             back = delta[l + 1] @ (W[l + 1].T if bug == "weight_not_transposed" and square else W[l + 1])
             delta[l] = fprime * back
-            if self._masks is not None and self._masks[l - 1] is not None and bug != "dropout_mask_missing":
-                delta[l] *= self._masks[l - 1]
+            if masks[l - 1] is not None and bug != "dropout_mask_missing":
+                delta[l] *= masks[l - 1]
         grads = []
         for l in range(1, L + 1):
             grads.append(delta[l].T @ a[l - 1])
