@@ -20,8 +20,12 @@ Conventions matched to torch.nn (which ``manual`` matches too), where jax.nn dif
 - Every matmul asks for ``Precision.HIGHEST``: full float32 on accelerators (no TF32/bf16 passes).
 - Constants are weakly typed Python floats: float32 parameters give float32 results.
 
-Jitted functions take the configuration as a static ``Config`` (a hashable NamedTuple): jax.jit
-keeps one compiled program per (Config, shapes, dtypes), so a repeated call costs one dispatch.
+``layer_pass`` and ``predict`` run op by op (JAX compiles each primitive once per shape and
+dtype and caches it): the cross-check calls them once per spec, and compiling the whole pass costs
+~1 s of XLA time for a pass that takes milliseconds.  ``jax.jit(layer_pass, static_argnames="cfg")``
+is the same function compiled, for repeated use.  The training loop (jax_ref/train.py) jits its step:
+there the configuration is a static ``Config`` (a hashable NamedTuple), and jax.jit keeps one
+compiled program per (Config, shapes, dtypes), so every step after the first costs one dispatch.
 """
 from __future__ import annotations
 
@@ -35,6 +39,7 @@ import numpy as np
 SOFTPLUS_THRESHOLD = 20.0  # torch.nn.Softplus default
 DEFAULT_GAMMA = {"leaky_relu": 0.01, "elu": 1.0}
 HIGHEST = jax.lax.Precision.HIGHEST
+ROWS_TIMES_ROWS = (((1,), (1,)), ((), ()))  # A W^T: contract A's columns with W's columns
 
 
 def _sigmoid(z):
@@ -46,7 +51,7 @@ def _tanh(z):
 
 
 def _relu(z):
-    return jnp.where(z > 0, z, jnp.zeros_like(z))  # f'(0) = 0
+    return jnp.where(z > 0, z, 0.0)  # f'(0) = 0
 
 
 def _leaky_relu(z, gamma):
@@ -54,13 +59,13 @@ def _leaky_relu(z, gamma):
 
 
 def _elu(z, gamma):
-    neg = jnp.where(z > 0, jnp.zeros_like(z), z)  # z <= 0 only: expm1 never overflows, f'(0) = gamma
+    neg = jnp.where(z > 0, 0.0, z)  # z <= 0 only: expm1 never overflows, f'(0) = gamma
     return jnp.where(z > 0, z, gamma * jnp.expm1(neg))
 
 
 def _softplus(z):
     above = z > SOFTPLUS_THRESHOLD
-    safe = jnp.where(above, jnp.zeros_like(z), z)  # exp only of z <= 20
+    safe = jnp.where(above, 0.0, z)  # exp only of z <= 20
     return jnp.where(above, z, jnp.log1p(jnp.exp(safe)))
 
 
@@ -104,7 +109,7 @@ def hinge(logits, probs, y):
     n, C = probs.shape
     m = 1.0 - jnp.take_along_axis(probs, y[:, None], axis=1) + probs
     counted = (m > 0) & (jnp.arange(C)[None, :] != y[:, None])
-    return jnp.sum(jnp.where(counted, m, jnp.zeros_like(m))) / (n * C)
+    return jnp.sum(jnp.where(counted, m, 0.0)) / (n * C)
 
 
 LOSSES = {"cross_entropy": cross_entropy, "mse": mse, "l1": l1, "hinge": hinge}
@@ -144,7 +149,7 @@ def _layers(params, X, masks, offsets, activation, gamma):
     L = n_layers(params)
     a, zs, hs = X, [], []
     for l in range(1, L + 1):
-        z = jnp.matmul(a, params[f"W{l}"].T, precision=HIGHEST) + params[f"b{l}"]
+        z = jax.lax.dot_general(a, params[f"W{l}"], ROWS_TIMES_ROWS, precision=HIGHEST) + params[f"b{l}"]
         if offsets is not None:
             z = z + offsets[l - 1]
         zs.append(z)
@@ -177,7 +182,6 @@ def _loss_with_offsets(params, offsets, X, y, masks, cfg: Config):
     return LOSSES[cfg.loss](zs[-1], aL, y), (zs, hs + [aL])
 
 
-@partial(jax.jit, static_argnames="cfg")
 def layer_pass(params, X, y, masks, cfg: Config):
     """(loss, [z^1..z^L], [a^1..a^L], [delta^1..delta^L], grads): one forward and backward pass."""
     offsets = [jnp.zeros((X.shape[0], params[f"b{l}"].shape[0]), X.dtype) for l in range(1, n_layers(params) + 1)]
@@ -186,7 +190,6 @@ def layer_pass(params, X, y, masks, cfg: Config):
     return loss, zs, as_, deltas, grads
 
 
-@partial(jax.jit, static_argnames="cfg")
 def predict(params, X, cfg: Config):
     """(a^L, arg-max of z^L) without dropout."""
     z = forward(params, X, None, cfg.activation, cfg.output, cfg.gamma)
