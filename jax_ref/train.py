@@ -71,7 +71,13 @@ def make_optimizer(name, lr, momentum=0.9, weight_decay=0.0, betas=(0.9, 0.999),
     if name == "nesterov" and mu == 0:
         raise ValueError("nesterov needs momentum > 0 (as torch.optim.SGD)")
     ocfg = OptConfig("sgd", momentum=mu != 0, nesterov=name == "nesterov", weight_decay=wd != 0)
-    return ocfg, lambda dt, t: (dt.type(lr), dt.type(wd), dt.type(mu))
+    made = {}  # SGD's arguments do not depend on t: made once per dtype
+
+    def hyper(dt, t):
+        if dt not in made:
+            made[dt] = tuple(jax.device_put(dt.type(v)) for v in (lr, wd, mu))
+        return made[dt]
+    return ocfg, hyper
 
 
 def init_state(ocfg: OptConfig, params):
