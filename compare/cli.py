@@ -1,10 +1,14 @@
-"""``python -m compare check|report``: exit 0 when everything agrees, 1 when anything disagrees,
-2 on bad usage (one line on stderr, never a traceback)."""
+"""``python -m compare check|report``: cross-check manual/ against torch_ref/ on iris.
+
+exit status: 0 everything agrees; 1 something disagrees (nothing else); 2 bad usage or input (one line
+on stderr); 3 inconclusive; 4 an environment or internal error (one line naming a saved traceback file).
+Never a bare traceback."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import warnings
 
 ACTIVATIONS = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus")
 OUTPUTS = ("softmax", "sigmoid", "identity")
@@ -22,6 +26,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _spec_options(p: argparse.ArgumentParser) -> None:
+    from .limits import seed_arg
+    from .outputs import nonempty
     from .spec import Spec
 
     d = Spec.__dataclass_fields__
@@ -41,23 +47,29 @@ def _spec_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a lower validation (iris test) error; restore the best")
     g.add_argument("--dtype", choices=("float32", "float64"), default=d["dtype"].default)
-    g.add_argument("--seed", type=int, default=d["seed"].default)
+    g.add_argument("--seed", type=seed_arg, default=d["seed"].default, help="0 .. 2**64 - 1")
     g.add_argument("--device", default=d["device"].default, help="cpu or cuda[:N] (torch side)")
     g.add_argument("--init", choices=("torch", "xavier", "he"), default=d["init"].default,
                    help="initial weight scheme (seeded)")
     g.add_argument("--standardize", action="store_true", help="standardise features (fitted on the training split)")
-    g.add_argument("--weights", default=None, metavar="FILE", help="initial weights (safetensors W1, b1, ...)")
+    g.add_argument("--weights", type=nonempty("--weights"), default=None, metavar="FILE", help="initial weights (safetensors W1, b1, ...)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m compare", description=__doc__)
+    from .outputs import nonempty
+
+    p = _Parser(prog="python -m compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     c = sub.add_parser("check", help="compare forward, gradients and a training trajectory on iris")
     _spec_options(c)
-    c.add_argument("--json", metavar="PATH", help="write the full result as JSON")
+    c.add_argument("--json", type=nonempty("--json"), metavar="PATH",
+                   help="write the full result as JSON (- for standard output, instead of the table)")
     r = sub.add_parser("report", help="write the comparison report (markdown, HTML, figures, JSON, weights)")
     _spec_options(r)
-    r.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    r.add_argument("--out", type=nonempty("--out"), required=True, metavar="DIR",
+                   help="output folder (created if missing; replaced whole by the new report at the end)")
+    r.add_argument("--force", action="store_true",
+                   help="replace the report in a folder that holds other files too (they are kept)")
     r.add_argument("--no-slide", dest="slide", action="store_false",
                    help="leave out the slide's printed weights on its six flowers (on by default)")
     r.add_argument("--no-companion", "--no-float32", dest="companion", action="store_false",
@@ -97,12 +109,32 @@ def format_table(res) -> str:
 
 
 def main(argv=None) -> int:
+    with warnings.catch_warnings():  # numpy's RuntimeWarnings: the one line below says what went wrong
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            return _main(argv)
+        except Exception as e:  # an environment or internal error: one line and the saved traceback
+            from .outputs import save_traceback
+            saved = save_traceback(e)
+            where = f"; traceback saved to {saved}" if saved else ""
+            print(f"python -m compare: internal error: {type(e).__name__}: {e}{where}", file=sys.stderr)
+            return 4
+
+
+def _main(argv) -> int:
+    from .limits import preflight
+
     try:
         args = build_parser().parse_args(argv)
         spec = spec_from_args(args)
+        preflight(spec, companion=args.command == "report" and args.companion)
+        target = None
         if args.command == "report":
             from .report import prepare_out_dir
-            out = prepare_out_dir(args.out)
+            out = prepare_out_dir(args.out, force=args.force)
+        elif args.json is not None:
+            from .outputs import check_file_output
+            target = check_file_output(args.json, "--json")
     except UsageError as e:
         print(str(e), file=sys.stderr)
         return 2
@@ -113,14 +145,14 @@ def main(argv=None) -> int:
         if args.command == "check":
             from .harness import run_check
             res, _ = run_check(spec)
-            print(format_table(res))
-            if args.json:
-                from manual.weights import atomic_write_bytes
-                atomic_write_bytes(args.json, (json.dumps(res.to_dict(), indent=2) + "\n").encode())
+            if target is None or not target.to_stdout:
+                print(format_table(res))
+            if target is not None:
+                target.write((json.dumps(res.to_dict(), indent=2) + "\n").encode())
             return 0 if res.agree else 1
         from .report import write_report
         return 0 if write_report(spec, out, slide=args.slide, companion=args.companion) else 1
-    except (ValueError, TypeError, OSError) as e:  # bad weights files, unwritable paths, ...
+    except (ValueError, TypeError) as e:  # bad weights files, ... (an OSError here is the environment's: 4)
         print(f"python -m compare: error: {e}", file=sys.stderr)
         return 2
     except FloatingPointError as e:  # training diverged: these options cannot be cross-checked

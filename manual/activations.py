@@ -132,6 +132,9 @@ def hidden_activation(name: str, gamma: float | None = None) -> Activation:
         raise ValueError(f"gamma is only a parameter of leaky_relu and elu, not of activation={name!r}")
     f, fprime = HIDDEN[name]
     if name in ("leaky_relu", "elu"):
+        if gamma is not None and (isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.floating, np.integer))
+                                  or not np.isfinite(gamma)):
+            raise ValueError(f"gamma (the {name} parameter) must be a finite number, got {gamma!r}")
         g = float(DEFAULT_GAMMA[name] if gamma is None else gamma)
         return Activation(name, lambda z, out=None: f(z, g), lambda z, fz, out=None: fprime(z, fz, g))
     if name == "relu":
