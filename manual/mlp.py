@@ -50,7 +50,7 @@ def check_mask_values(m: np.ndarray, name: str = "mask") -> None:
         raise ValueError(f"{name} contains NaN or Inf; expected entries 0 and 1/(1-p)")
     kept = m[m != 0]
     if kept.size:
-        lo, hi = kept.min(), kept.max()
+        lo, hi = float(kept.min()), float(kept.max())
         if lo != hi:
             raise ValueError(f"{name} has entries {lo!r} and {hi!r} besides 0; expected 0 and one scale 1/(1-p)")
         if lo < 1:
