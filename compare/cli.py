@@ -113,6 +113,9 @@ def main(argv=None) -> int:
         warnings.simplefilter("ignore", RuntimeWarning)
         try:
             return _main(argv)
+        except KeyboardInterrupt:  # before the run (the run's own handler says the same)
+            print("python -m compare: interrupted", file=sys.stderr)
+            return 130
         except Exception as e:  # an environment or internal error: one line and the saved traceback
             from .outputs import save_traceback
             saved = save_traceback(e)
