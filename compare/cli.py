@@ -116,7 +116,7 @@ def main(argv=None) -> int:
         except KeyboardInterrupt:  # before the run (the run's own handler says the same)
             print("python -m compare: interrupted", file=sys.stderr)
             return 130
-        except Exception as e:  # an environment or internal error: one line and the saved traceback
+        except Exception as e:  # noqa: BLE001  (an environment or internal error: one line and the saved traceback
             from .outputs import save_traceback
             saved = save_traceback(e)
             where = f"; traceback saved to {saved}" if saved else ""

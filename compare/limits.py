@@ -16,7 +16,6 @@ option(s) to lower and the estimate in GB.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 
 import numpy as np

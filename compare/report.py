@@ -174,7 +174,7 @@ def _companion_child(cspec: H.Spec, conn) -> None:
         msg = ("error", e)
     try:
         conn.send(msg)
-    except Exception as e:  # an exception that does not pickle
+    except Exception as e:  # noqa: BLE001  (an exception that does not pickle)
         conn.send(("error", RuntimeError(f"companion run failed: {type(msg[1]).__name__}: {msg[1]}; ({e})")))
     conn.close()
 

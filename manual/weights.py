@@ -192,7 +192,7 @@ def _declared_data_bytes(header: bytes) -> int | None:
     try:
         h = json.loads(header)
         return max((int(v["data_offsets"][1]) for k, v in h.items() if k != "__metadata__"), default=0)
-    except Exception:
+    except Exception:  # noqa: BLE001
         return None
 
 

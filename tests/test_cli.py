@@ -6,6 +6,7 @@ import stat
 import subprocess
 import sys
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -155,8 +156,8 @@ REFUSED_UP_FRONT = {
     "seed text": (["--seed", "x"], "argument --seed: must be an integer in 0 .. "),
     "empty json": (["--json", ""], "argument --json: must not be empty"),
     "empty weights": (["--weights", ""], "argument --weights: must not be empty"),
-    "epochs 1e9": (["--epochs", "1000000000"], "of memory (the trajectory record is 8 bytes x 51 parameters x "
-                                                "1,000,000,001 steps x 4 runs), more than 50% of this machine's"),
+    "epochs 1e9": (["--epochs", "1000000000"], ("of memory (the trajectory record is 8 bytes x 51 parameters x "
+                                                 "1,000,000,001 steps x 4 runs), more than 50% of this machine's")),
     "epochs 1e23": (["--epochs", "99999999999999999999999"], "; lower --epochs"),
     "hidden 1e9": (["--hidden", "1000000000"], "(8,000,000,003 parameters), more than 50% of this machine's"),
     "weights /dev/zero": (["--weights", "/dev/zero"], "'/dev/zero' is not a regular file (a character device)"),
@@ -210,8 +211,8 @@ def _scaled(tmp_path, factor, dtype="float64"):
 
 NUMERICS = {
     "x1e200 relu": (1e200, ["--activation", "relu"],
-                    "error: the initial forward pass overflows float64 at layer 2: z^2 reaches Inf or NaN before any "
-                    "training step; scale the initial weights down"),
+                    ("error: the initial forward pass overflows float64 at layer 2: z^2 reaches Inf or NaN before any "
+                     "training step; scale the initial weights down")),
     "x1e15 float32 identity mse": (1e15, ["--activation", "relu", "--dtype", "float32", "--output", "identity",
                                           "--loss", "mse"], "error: the initial loss (mse) overflows float32"),
     "x1e39 float32": (1e39, ["--dtype", "float32"], "which do not fit in float32 (largest 3.4e+38)"),
@@ -246,7 +247,7 @@ def test_json_into_a_fifo_is_written_through(tmp_path, capsys):
     fifo = tmp_path / "pipe"
     os.mkfifo(fifo)
     got = []
-    reader = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()), daemon=True)
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
     reader.start()
     code, out, err = run(["check", "--epochs", "1", "--json", str(fifo)], capsys)
     reader.join(10)
@@ -292,7 +293,7 @@ def test_an_internal_or_environment_error_is_exit_4_with_a_saved_traceback(exc, 
     assert err.startswith(f"python -m compare: internal error: {type(exc).__name__}")
     saved = err.strip().rsplit("traceback saved to ", 1)[1]
     try:
-        text = open(saved).read()
+        text = Path(saved).read_text()
         assert text.startswith("Traceback") and "broken" in text
     finally:
         os.unlink(saved)
