@@ -1,19 +1,18 @@
 """``python -m compare check|report``: a candidate implementation against a reference, on iris.
 
-Exit status: 0 agree; 1 disagree (a real disagreement, nothing else); 2 usage or input error (one
-line on stderr); 3 inconclusive (too few training steps could be judged: see the note it prints).
-"""
+exit status: 0 everything agrees; 1 something disagrees (nothing else); 2 bad usage or input (one line
+on stderr); 3 inconclusive (fewer than half of the training steps could be judged); 4 an environment
+or internal error (one line naming a saved traceback file).  Never a bare traceback."""
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import warnings
 
 from .vocabulary import ACTIVATIONS, DTYPES, INIT_SCHEMES, LOSSES, OPTIMIZERS, OUTPUTS
 
 EXIT = {"agree": 0, "disagree": 1, "usage": 2, "inconclusive": 3}
-EPILOG = ("exit status: 0 agree, 1 disagree, 2 usage or input error, 3 inconclusive "
-          "(fewer than half of the training steps could be judged)")
 
 
 class UsageError(Exception):
@@ -26,6 +25,8 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _spec_options(p: argparse.ArgumentParser) -> None:
+    from .limits import seed_arg
+    from .outputs import nonempty
     from .spec import Spec
 
     d = Spec.__dataclass_fields__
@@ -52,23 +53,28 @@ def _spec_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--early-stopping", type=int, default=None, metavar="PATIENCE",
                    help="stop after PATIENCE epochs without a lower validation (iris test) error; restore the best")
     g.add_argument("--dtype", choices=DTYPES, default=d["dtype"].default)
-    g.add_argument("--seed", type=int, default=d["seed"].default)
+    g.add_argument("--seed", type=seed_arg, default=d["seed"].default, help="0 .. 2**64 - 1")
     g.add_argument("--init", choices=INIT_SCHEMES, default=d["init"].default,
                    help="initial weight scheme (seeded)")
     g.add_argument("--standardize", action="store_true", help="standardise features (fitted on the training split)")
-    g.add_argument("--weights", default=None, metavar="FILE", help="initial weights (safetensors W1, b1, ...)")
+    g.add_argument("--weights", type=nonempty("--weights"), default=None, metavar="FILE", help="initial weights (safetensors W1, b1, ...)")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="python -m compare", description=__doc__, epilog=EPILOG)
+    from .outputs import nonempty
+
+    p = _Parser(prog="python -m compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    c = sub.add_parser("check", help="compare forward, gradients and a training trajectory on iris", epilog=EPILOG)
+    c = sub.add_parser("check", help="compare forward, gradients and a training trajectory on iris")
     _spec_options(c)
-    c.add_argument("--json", metavar="PATH", help="write the full result as JSON")
-    r = sub.add_parser("report", help="write the comparison report (markdown, HTML, figures, JSON, weights)",
-                       epilog=EPILOG)
+    c.add_argument("--json", type=nonempty("--json"), metavar="PATH",
+                   help="write the full result as JSON (- for standard output, instead of the table)")
+    r = sub.add_parser("report", help="write the comparison report (markdown, HTML, figures, JSON, weights)")
     _spec_options(r)
-    r.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
+    r.add_argument("--out", type=nonempty("--out"), required=True, metavar="DIR",
+                   help="output folder (created if missing; replaced whole by the new report at the end)")
+    r.add_argument("--force", action="store_true",
+                   help="replace the report in a folder that holds other files too (they are kept)")
     r.add_argument("--no-slide", dest="slide", action="store_false",
                    help="leave out the slide's printed weights on its six flowers (on by default)")
     r.add_argument("--no-companion", dest="companion", action="store_false",
@@ -114,35 +120,56 @@ def format_table(res) -> str:
 
 
 def main(argv=None) -> int:
+    with warnings.catch_warnings():  # numpy's RuntimeWarnings: the one line below says what went wrong
+        warnings.simplefilter("ignore", RuntimeWarning)
+        try:
+            return _main(argv)
+        except KeyboardInterrupt:  # before the run (the run's own handler says the same)
+            print("python -m compare: interrupted", file=sys.stderr)
+            return 130
+        except Exception as e:  # noqa: BLE001  (an environment or internal error: one line and the saved traceback
+            from .outputs import save_traceback
+            saved = save_traceback(e)
+            where = f"; traceback saved to {saved}" if saved else ""
+            print(f"python -m compare: internal error: {type(e).__name__}: {e}{where}", file=sys.stderr)
+            return 4
+
+
+def _main(argv) -> int:
+    from .limits import preflight
+
     try:
         args = build_parser().parse_args(argv)
         spec = spec_from_args(args)
+        preflight(spec, companion=args.command == "report" and args.companion)
+        from .registry import load
+        candidate, reference = load(args.candidate, "candidate"), load(args.reference, "reference")
+        target = None
         if args.command == "report":
             from .report import prepare_out_dir
-            out = prepare_out_dir(args.out)
+            out = prepare_out_dir(args.out, force=args.force)
+        elif args.json is not None:
+            from .outputs import check_file_output
+            target = check_file_output(args.json, "--json")
     except UsageError as e:
         print(str(e), file=sys.stderr)
         return 2
-    except (ValueError, TypeError, OSError) as e:
+    except (ValueError, TypeError, OSError, ImportError) as e:  # ImportError: a framework not installed
         print(f"python -m compare: error: {e}", file=sys.stderr)
         return 2
     try:
-        from .registry import load
-        candidate, reference = load(args.candidate, "candidate"), load(args.reference, "reference")
         if args.command == "check":
             from .harness import check
             res, _ = check(candidate, reference, spec)
-            print(format_table(res))
-            if args.json:
-                from manual.weights import atomic_write_bytes
-                atomic_write_bytes(args.json, (json.dumps(res.to_dict(), indent=2) + "\n").encode())
+            if target is None or not target.to_stdout:
+                print(format_table(res))
+            if target is not None:
+                target.write((json.dumps(res.to_dict(), indent=2) + "\n").encode())
             return EXIT[res.verdict]
         from .report import write_report
-        return EXIT[write_report(spec, out, candidate, reference, slide=args.slide, companion=args.companion)]
-    except ImportError as e:  # an implementation whose framework is not installed
-        print(f"python -m compare: error: {e}", file=sys.stderr)
-        return 2
-    except (ValueError, TypeError, OSError) as e:  # bad weights files, unwritable paths, ...
+        return EXIT[write_report(spec, out, candidate, reference, slide=args.slide, companion=args.companion,
+                                 force=args.force)]
+    except (ValueError, TypeError) as e:  # bad weights files, ... (an OSError here is the environment's: 4)
         print(f"python -m compare: error: {e}", file=sys.stderr)
         return 2
     except FloatingPointError as e:  # training diverged: these options cannot be cross-checked

@@ -3,9 +3,10 @@
 DIR receives report.md, a self-contained report.html (figures embedded), the figures as PNG,
 results.json (everything in the report as data, including "agree" and "schedule"), and the weights
 init.safetensors, final-manual.safetensors, final-torch.safetensors (restored-*.safetensors when
-early stopping restored the best weights).  Every file is written atomically (temp file + rename),
-figures and weights first, then results.json, report.md and report.html, so a report never points
-at a half-written file.  results.json holds no timestamps or timings: one seed, one file.
+early stopping restored the best weights).  The report is built in a hidden folder beside DIR and
+swapped in whole at the end (compare/outputs.py's ReportDir), so DIR holds the old report or the new
+one, complete, whatever interrupts the run; an existing DIR holding anything but a previous report is
+refused unless ``force``.  results.json holds no timestamps or timings: one seed, one file.
 """
 from __future__ import annotations
 
@@ -14,9 +15,9 @@ import json
 import math
 import multiprocessing as mp
 import os
+import signal
 import sys
 import time
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -27,17 +28,17 @@ from manual.weights import atomic_write_bytes
 from . import figures
 from . import harness as H
 from . import tolerances as tol
+from .outputs import ReportDir
 from .data import CLASS_NAMES, SLIDE_FLOWERS, SLIDE_LABELS, SLIDE_MISPRINTS, SLIDE_PROBS, iris_split, slide_weights
 from .report_text import FIGURES, blocks, render_html, render_md, terminal_summary
 
 
-def prepare_out_dir(path) -> Path:
-    """The output folder, created if missing; an existing path that is not a folder is refused."""
-    out = Path(path)
-    if out.exists() and not out.is_dir():
-        raise ValueError(f"--out {str(out)!r} exists and is not a directory; give a folder for the report")
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def prepare_out_dir(path, force: bool = False) -> ReportDir:
+    """The output folder, checked now and created (or swapped for the new report) only when the report is
+    complete: an empty path, an existing path that is not a folder, a dangling symlink, a folder that holds
+    anything but a previous report (unless ``force``) or one whose parent cannot be written is refused
+    (outputs.OutputError, a ValueError)."""
+    return ReportDir(path, force=force)
 
 
 # ---- the computations beyond run_check -------------------------------------------------------
@@ -163,40 +164,82 @@ def _companion(cspec: H.Spec) -> H.Trajectory:
         return H.trajectory_section(cspec, H.initial_weights(cspec), iris_split(cspec.dtype, cspec.standardize))
 
 
+def _companion_child(cspec: H.Spec, conn) -> None:
+    """The forked process: SIGINT is the parent's to act on (it kills this process); the result or the
+    exception goes back through ``conn``."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        msg = ("ok", _companion(cspec))
+    except BaseException as e:  # noqa: BLE001  (re-raised in the parent)
+        msg = ("error", e)
+    try:
+        conn.send(msg)
+    except Exception as e:  # noqa: BLE001  (an exception that does not pickle)
+        conn.send(("error", RuntimeError(f"companion run failed: {type(msg[1]).__name__}: {msg[1]}; ({e})")))
+    conn.close()
+
+
 class _Companion:
     """The companion trajectory in the other dtype (as long as the main one), computed in a forked process
     beside the main run where fork exists and there is a second core, else in this process on ``result()``.
-    One torch thread either way, so the results are the same bits."""
+    One torch thread either way, so the results are the same bits.  ``cancel()`` kills the process at once
+    (a SIGINT to the main process does not wait for the companion)."""
 
     def __init__(self, cspec: H.Spec):
-        self.cspec, self.pool = cspec, None
+        self.cspec, self.proc = cspec, None
         if sys.platform == "linux" and (os.cpu_count() or 1) > 1 and not os.environ.get("COMPARE_REPORT_NO_FORK"):
-            self.pool = ProcessPoolExecutor(1, mp_context=mp.get_context("fork"))
-            self.future = self.pool.submit(_companion, cspec)
+            ctx = mp.get_context("fork")
+            self.conn, child = ctx.Pipe(duplex=False)
+            self.proc = ctx.Process(target=_companion_child, args=(cspec, child), daemon=True)
+            self.proc.start()
+            child.close()
 
     def result(self) -> H.Trajectory:
+        if self.proc is None:
+            return _companion(self.cspec)
         try:
-            return self.future.result() if self.pool else _companion(self.cspec)
+            try:
+                status, value = self.conn.recv()
+            except EOFError:
+                raise RuntimeError(f"the companion process ended without a result (exit status "
+                                   f"{self.proc.join(5) or self.proc.exitcode})") from None
+            if status == "error":
+                raise value
+            return value
         finally:
             self.cancel()
 
     def cancel(self):
-        if self.pool is not None:
-            self.pool.shutdown(wait=True, cancel_futures=True)
-            self.pool = None
+        if self.proc is not None:
+            if self.proc.is_alive():
+                self.proc.kill()
+            self.proc.join()
+            self.conn.close()
+            self.proc = None
 
 
-def write_report(spec: H.Spec, out: Path, slide: bool = True, companion: bool = True, stream=None) -> bool:
+def write_report(spec: H.Spec, out, slide: bool = True, companion: bool = True, stream=None,
+                 force: bool = False) -> bool:
     """Run the check (with the companion run in the other dtype, the slide's flowers) and write the report
-    into ``out`` (see the module docstring).  Returns True when everything agrees."""
+    into ``out`` (a folder path or prepare_out_dir's ReportDir; see the module docstring).  Returns True when
+    everything agrees."""
     import torch._dynamo  # noqa: F401  (torch.optim imports it on first use: once here, before the fork)
 
-    with H.one_torch_thread():
-        return _write_report(spec, out, slide, companion, stream)
-
-
-def _write_report(spec, out, slide, companion, stream):
+    target = out if isinstance(out, ReportDir) else prepare_out_dir(out, force=force)
     t0 = time.perf_counter()
+    build = target.begin()
+    try:
+        with H.one_torch_thread():
+            r = _write_report(spec, build, slide, companion)
+        target.commit()
+    finally:
+        target.abort()  # nothing left when it was committed
+    print(terminal_summary(r, target.path, time.perf_counter() - t0), file=stream or sys.stdout)
+    return r["agree"]
+
+
+def _write_report(spec, out: Path, slide, companion) -> dict:
+    """Every file of the report, written into the (new, empty) build folder ``out``; returns results.json's dict."""
     data = iris_split(spec.dtype, spec.standardize)
     cspec = replace(spec, dtype="float32" if spec.dtype == "float64" else "float64")
     job = _Companion(cspec) if companion else None
@@ -260,8 +303,7 @@ def _write_report(spec, out, slide, companion, stream):
         if job is not None:
             job.cancel()
         stage.close()
-    print(terminal_summary(r, out, time.perf_counter() - t0), file=stream or sys.stdout)
-    return r["agree"]
+    return r
 
 
 def _write_weights(out: Path, spec: H.Spec, traj: H.Trajectory) -> dict:

@@ -138,6 +138,8 @@ def hidden_activation(name: str, gamma: float | None = None) -> Activation:
         return HIDDEN[name]
     if name not in DEFAULT_GAMMA:
         raise ValueError(f"gamma is only a parameter of leaky_relu and elu, not of activation={name!r}")
+    if isinstance(gamma, bool) or not isinstance(gamma, (int, float, np.floating, np.integer)) or not np.isfinite(gamma):
+        raise ValueError(f"gamma (the {name} parameter) must be a finite number, got {gamma!r}")
     a, g = HIDDEN[name], float(gamma)
     return Activation(name, functools.partial(a.f, gamma=g), functools.partial(a.fprime, gamma=g))
 

@@ -39,6 +39,20 @@ def check_config(activation: str, output: str, loss: str) -> None:
                          f"got output={output!r}")
 
 
+def check_mask_values(m: np.ndarray, name: str = "mask") -> None:
+    """An inverted-dropout mask holds 0 and one scale 1/(1-p) >= 1, nothing else (no NaN, no Inf)."""
+    if not np.isfinite(m).all():
+        raise ValueError(f"{name} contains NaN or Inf; expected entries 0 and 1/(1-p)")
+    kept = m[m != 0]
+    if kept.size:
+        lo, hi = float(kept.min()), float(kept.max())
+        if lo != hi:
+            raise ValueError(f"{name} has entries {lo!r} and {hi!r} besides 0; expected 0 and one scale 1/(1-p)")
+        if lo < 1:
+            raise ValueError(f"{name} has entries {lo!r} besides 0; expected 0 and 1/(1-p) >= 1 "
+                             f"for a dropout probability p in [0, 1)")
+
+
 class MLP:
     """A fully-connected network built from shared weights ``W1, b1, ..., WL, bL``.
 
@@ -93,6 +107,10 @@ class MLP:
     def check_X(self, X, name="X") -> np.ndarray:
         if not isinstance(X, np.ndarray):
             raise TypeError(f"{name} must be a numpy.ndarray, got {type(X).__name__}")
+        if isinstance(X, (np.matrix, np.ma.MaskedArray)):  # their * and indexing differ from ndarray's
+            kind = "numpy.matrix" if isinstance(X, np.matrix) else "masked array (numpy.ma)"
+            fix = "np.asarray(X)" if isinstance(X, np.matrix) else "X.filled(value) for the masked entries"
+            raise TypeError(f"{name} is a {kind}; expected a plain numpy.ndarray ({fix.replace('X', name)})")
         if X.ndim != 2 or X.shape[1] != self.sizes[0] or X.shape[0] == 0:
             raise ValueError(f"{name} has shape {X.shape}; expected (n, {self.sizes[0]}) with n >= 1")
         if X.dtype != self.dtype:
@@ -125,6 +143,8 @@ class MLP:
                 got = (m.shape, m.dtype) if isinstance(m, np.ndarray) else type(m).__name__
                 raise ValueError(f"masks[{l - 1}] (hidden layer {l}) is {got}; expected shape {(n, self.sizes[l])} "
                                  f"dtype {self.dtype}")
+            if m is not None:
+                check_mask_values(m, f"masks[{l - 1}] (hidden layer {l})")
         return masks
 
     # ---- the public passes: checked inputs ---------------------------------------------------------

@@ -7,8 +7,10 @@ Files are safetensors only: nothing is ever unpickled.
 """
 from __future__ import annotations
 
+import json
 import os
 import re
+import stat
 import tempfile
 from pathlib import Path
 from typing import Mapping
@@ -121,18 +123,58 @@ def save_weights(path, weights: Mapping[str, np.ndarray], metadata: dict[str, st
     return path
 
 
-def load_weights(path) -> dict[str, np.ndarray]:
-    """Read shared weights from a safetensors file; anything else is refused, never executed."""
+MAX_HEADER_BYTES = 1 << 20  # a safetensors header of shared weights: ~100 bytes a tensor plus metadata
+
+
+def _memory_cap() -> int:
+    """Half of this machine's physical memory (os.sysconf), the most a weights file may hold by default."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") // 2
+    except (ValueError, OSError, AttributeError):
+        return 1 << 32
+
+
+def _gb(n: int) -> str:
+    return f"{n / 1e9:.3g} GB" if n >= 1e8 else f"{n:,} bytes"
+
+
+def load_weights(path, max_bytes: int | None = None) -> dict[str, np.ndarray]:
+    """Read shared weights from a safetensors file; anything else is refused, never executed.
+
+    Bounded: only a regular file is read (not a device, FIFO or folder); its 8-byte header length is read
+    first and a header over MAX_HEADER_BYTES, or tensor data (as the header declares it, or as the file's
+    size says) over ``max_bytes`` (default: half of the physical memory) is refused before it is read."""
     from safetensors.numpy import load
 
     path = Path(path)
+    cap = _memory_cap() if max_bytes is None else int(max_bytes)
     try:
-        raw = path.read_bytes()
+        st = os.stat(path)
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):  # a folder: open() names the error
+            raise WeightsError(f"{str(path)!r} is not a regular file ({_kind(st.st_mode)}); weights are read "
+                               "only from a safetensors file")
+        with open(path, "rb") as f:
+            st = os.fstat(f.fileno())
+            head = f.read(8)
+            if head[:1] == b"\x80" or head[:2] == b"PK":  # pickle protocol >= 2 (torch.save before 1.6); zip
+                raise WeightsError(f"{str(path)!r} looks like a pickle/torch archive; weights are read only "
+                                   "as safetensors (convert with torch.load(..., weights_only=True))")
+            if len(head) == 8:
+                n = int.from_bytes(head, "little")
+                if n > MAX_HEADER_BYTES and 8 + n <= st.st_size:  # (a shorter file: safetensors says it is)
+                    raise WeightsError(f"{str(path)!r} is not plausible as shared weights: its safetensors header "
+                                       f"declares {_gb(n)} (at most {_gb(MAX_HEADER_BYTES)} is read)")
+                declared = _declared_data_bytes(f.read(n)) if n <= MAX_HEADER_BYTES else None
+                if declared is not None and declared > cap:
+                    raise WeightsError(f"{str(path)!r} is not plausible as shared weights: its header declares "
+                                       f"{_gb(declared)} of tensors, more than the {_gb(cap)} allowed")
+            if st.st_size > cap + MAX_HEADER_BYTES + 8:
+                raise WeightsError(f"{str(path)!r} is not plausible as shared weights: it holds {_gb(st.st_size)}, "
+                                   f"more than the {_gb(cap)} allowed")
+            f.seek(0)
+            raw = f.read(cap + MAX_HEADER_BYTES + 9)  # bounded, whatever the file does meanwhile
     except OSError as e:
         raise WeightsError(f"cannot read weights file {str(path)!r}: {e.strerror}") from None
-    if raw[:1] == b"\x80" or raw[:2] == b"PK":  # pickle protocol >= 2 (torch.save before 1.6); zip (torch.save)
-        raise WeightsError(f"{str(path)!r} looks like a pickle/torch archive; weights are read only "
-                           "as safetensors (convert with torch.load(..., weights_only=True))")
     try:
         weights = load(raw)
     except Exception as e:  # safetensors raises its own error types for corrupt/truncated headers
@@ -142,6 +184,43 @@ def load_weights(path) -> dict[str, np.ndarray]:
     except (WeightsError, TypeError) as e:
         raise WeightsError(f"{str(path)!r}: {e}") from None
     return {f"{p}{l}": weights[f"{p}{l}"] for l in range(1, L + 1) for p in "Wb"}  # W1, b1, W2, ... in order
+
+
+def _declared_data_bytes(header: bytes) -> int | None:
+    """The end of the last tensor's data as a safetensors header declares it; None if it cannot be read
+    (safetensors itself then says what is wrong)."""
+    try:
+        h = json.loads(header)
+        return max((int(v["data_offsets"][1]) for k, v in h.items() if k != "__metadata__"), default=0)
+    except Exception:  # noqa: BLE001
+        return None
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+                       (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a folder")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
+def cast_weights(weights: Mapping[str, np.ndarray], dtype, source: str | None = None) -> dict[str, np.ndarray]:
+    """``weights`` converted to ``dtype``; a finite value too large for it (1e39 in float32) is refused by name
+    instead of becoming Inf.  ``source`` (a file name) goes into the message."""
+    dt = parse_dtype(dtype)
+    big = float(np.finfo(dt).max)
+    out = {}
+    for name, arr in weights.items():
+        if arr.dtype != dt and arr.size:
+            with np.errstate(invalid="ignore"):
+                m = float(np.max(np.abs(arr)))
+            if np.isfinite(m) and m > big:
+                where = f" in {source!r}" if source else ""
+                raise WeightsError(f"tensor {name}{where} holds values up to {m:.3g}, which do not fit in {dt} "
+                                   f"(largest {big:.3g}); scale the weights down or use float64")
+        with np.errstate(over="ignore"):
+            out[name] = arr.astype(dt)
+    return out
 
 
 def atomic_write_bytes(path, data: bytes) -> None:

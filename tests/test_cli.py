@@ -1,8 +1,12 @@
 """python -m compare check: exit 0 agree, 1 disagree, 2 bad usage (one line on stderr, no traceback)."""
 import json
+import os
 import pickle
+import stat
 import subprocess
 import sys
+import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -139,3 +143,166 @@ def test_a_weights_file_in_any_tensor_order_gives_the_same_run(tmp_path):
     net = manual.MLP.from_weights(w)
     manual.train(net, data.X_train, data.y_train, epochs=4, lr=spec.lr)
     assert all(np.array_equal(traj.manual.final[k], v) for k, v in net.weights().items())
+
+
+# ---- issue 15: limits, files, exit statuses -----------------------------------------------------------
+def one_line(err):
+    return len(err.strip().splitlines()) == 1 and "Traceback" not in err and "Warning" not in err
+
+
+REFUSED_UP_FRONT = {
+    "seed -1": (["--seed", "-1"], "argument --seed: must be an integer in 0 .. 18446744073709551615 (2**64 - 1)"),
+    "seed 2**64": (["--seed", str(2**64)], "argument --seed: must be an integer in 0 .. 18446744073709551615"),
+    "seed text": (["--seed", "x"], "argument --seed: must be an integer in 0 .. "),
+    "empty json": (["--json", ""], "argument --json: must not be empty"),
+    "empty weights": (["--weights", ""], "argument --weights: must not be empty"),
+    "epochs 1e9": (["--epochs", "1000000000"], ("of memory (the trajectory record is 8 bytes x 51 parameters x "
+                                                 "1,000,000,001 steps x 4 runs), more than 50% of this machine's")),
+    "epochs 1e23": (["--epochs", "99999999999999999999999"], "; lower --epochs"),
+    "hidden 1e9": (["--hidden", "1000000000"], "(8,000,000,003 parameters), more than 50% of this machine's"),
+    "weights /dev/zero": (["--weights", "/dev/zero"], "'/dev/zero' is not a regular file (a character device)"),
+    "weights /dev/urandom": (["--weights", "/dev/urandom"], "'/dev/urandom' is not a regular file"),
+    "json in a missing folder": (["--json", "/nonexistent/r.json"],
+                                 "--json '/nonexistent/r.json' cannot be written: folder '/nonexistent' does not exist"),
+    "json a folder": (["--json", "/"], "--json '/' is a folder; give a file name"),
+}
+
+
+@pytest.mark.parametrize("case", list(REFUSED_UP_FRONT))
+def test_refused_before_the_run_with_one_line_and_exit_2(case, capsys, monkeypatch):
+    import compare.harness
+
+    def no_run(*a, **k):
+        raise AssertionError("the run started")
+
+    monkeypatch.setattr(compare.harness, "run_check", no_run)
+    args, message = REFUSED_UP_FRONT[case]
+    code, out, err = run(["check", "--epochs", "1", *args], capsys)
+    assert code == 2 and message in err and one_line(err), err
+    if "GB" in err:
+        assert "GB of memory" in err and "lower --" in err
+
+
+def test_the_largest_seed_runs(capsys):
+    code, out, err = run(["check", "--epochs", "1", "--dropout", "0.1", "--seed", str(2**64 - 1)], capsys)
+    assert code == 0 and err == "", err
+
+
+def test_an_implausible_weights_header_is_refused_unread(tmp_path, capsys):
+    big = tmp_path / "big.safetensors"
+    with open(big, "wb") as f:  # declares (and holds, sparse) a 4 MiB header
+        f.write((4 << 20).to_bytes(8, "little") + b"{")
+        f.truncate(8 + (4 << 20) + 100)
+    sparse = tmp_path / "sparse.safetensors"
+    header = b'{"W1":{"dtype":"F64","shape":[6,4],"data_offsets":[0,4000000000]}}'
+    with open(sparse, "wb") as f:  # a sparse file: declares and holds 4 GB, reads as zeros
+        f.write(len(header).to_bytes(8, "little") + header)
+        f.truncate(8 + len(header) + 4_000_000_000)
+    code, out, err = run(["check", *FAST, "--weights", str(big)], capsys)
+    assert code == 2 and "its safetensors header declares 4,194,304 bytes (at most 1,048,576 bytes is read)" in err and one_line(err), err
+    code, out, err = run(["check", *FAST, "--weights", str(sparse)], capsys)
+    assert code == 2 and "its header declares 4 GB of tensors, more than the 408 bytes allowed" in err, err
+
+
+def _scaled(tmp_path, factor, dtype="float64"):
+    w = manual.init_weights([4, 6, 3], seed=0)
+    return str(manual.save_weights(tmp_path / "w.safetensors", {k: (v * factor).astype(dtype) for k, v in w.items()}))
+
+
+NUMERICS = {
+    "x1e200 relu": (1e200, ["--activation", "relu"],
+                    ("error: the initial forward pass overflows float64 at layer 2: z^2 reaches Inf or NaN before any "
+                     "training step; scale the initial weights down")),
+    "x1e15 float32 identity mse": (1e15, ["--activation", "relu", "--dtype", "float32", "--output", "identity",
+                                          "--loss", "mse"], "error: the initial loss (mse) overflows float32"),
+    "x1e39 float32": (1e39, ["--dtype", "float32"], "which do not fit in float32 (largest 3.4e+38)"),
+}
+
+
+@pytest.mark.parametrize("case", list(NUMERICS))
+def test_a_start_that_overflows_is_named_in_one_line(case, tmp_path, capsys):
+    factor, args, message = NUMERICS[case]
+    code, out, err = run(["check", *FAST, "--weights", _scaled(tmp_path, factor), *args], capsys)
+    assert code == 2 and message in err and one_line(err), err
+    assert "diverged" not in err and "NaN or Inf" not in err
+
+
+def test_json_dash_is_standard_output_alone(capsys):
+    code, out, err = run(["check", "--epochs", "1", "--json", "-"], capsys)
+    assert code == 0 and err == ""
+    assert json.loads(out)["agree"] is True  # the JSON alone: no table before it
+
+
+def test_json_through_a_link_to_a_character_device_is_written_through(tmp_path, capsys):
+    link = tmp_path / "null"
+    link.symlink_to("/dev/null")
+    code, out, err = run(["check", "--epochs", "1", "--json", str(link)], capsys)
+    assert code == 0, err
+    assert link.is_symlink() and os.readlink(link) == "/dev/null"
+    assert stat.S_ISCHR(os.stat("/dev/null").st_mode)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["null"]
+
+
+def test_json_into_a_fifo_is_written_through(tmp_path, capsys):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    got = []
+    reader = threading.Thread(target=lambda: got.append(fifo.read_bytes()), daemon=True)
+    reader.start()
+    code, out, err = run(["check", "--epochs", "1", "--json", str(fifo)], capsys)
+    reader.join(10)
+    assert code == 0, err
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and json.loads(got[0])["agree"] is True
+
+
+def test_json_through_a_link_to_this_process_stdout_keeps_the_link(tmp_path, capfd):
+    link = tmp_path / "stdout"
+    link.symlink_to("/proc/self/fd/1")  # what /dev/stdout is
+    assert main(["check", "--epochs", "1", "--json", str(link)]) == 0
+    out, err = capfd.readouterr()
+    assert json.loads(out)["agree"] is True and err == ""
+    assert link.is_symlink() and os.readlink(link) == "/proc/self/fd/1"
+
+
+def test_json_through_a_link_to_a_regular_file_replaces_the_target(tmp_path, capsys):
+    target = tmp_path / "real.json"
+    target.write_text("old")
+    link = tmp_path / "link.json"
+    link.symlink_to(target.name)
+    assert run(["check", "--epochs", "1", "--json", str(link)], capsys)[0] == 0
+    assert link.is_symlink() and json.loads(target.read_text())["agree"] is True
+
+
+def test_json_a_dangling_link_says_so(tmp_path, capsys):
+    link = tmp_path / "gone.json"
+    link.symlink_to(tmp_path / "missing" / "r.json")
+    code, out, err = run(["check", "--epochs", "1", "--json", str(link)], capsys)
+    assert code == 2 and "is a symbolic link to" in err and "which does not exist" in err and one_line(err)
+
+
+@pytest.mark.parametrize("exc", [RuntimeError("boom"), MemoryError(), OSError(28, "No space left on device")])
+def test_an_internal_or_environment_error_is_exit_4_with_a_saved_traceback(exc, monkeypatch, capsys):
+    import compare.harness
+
+    def broken(*a, **k):
+        raise exc
+
+    monkeypatch.setattr(compare.harness, "run_check", broken)
+    code, out, err = run(["check", "--epochs", "1"], capsys)
+    assert code == 4 and one_line(err), err
+    assert err.startswith(f"python -m compare: internal error: {type(exc).__name__}")
+    saved = err.strip().rsplit("traceback saved to ", 1)[1]
+    try:
+        text = Path(saved).read_text()
+        assert text.startswith("Traceback") and "broken" in text
+    finally:
+        os.unlink(saved)
+
+
+def test_help_documents_the_exit_statuses():
+    from compare.cli import build_parser
+
+    text = " ".join(build_parser().format_help().split())
+    for status in ("0 everything agrees", "1 something disagrees", "2 bad usage", "3 inconclusive",
+                   "4 an environment or internal error"):
+        assert status in text

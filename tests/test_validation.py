@@ -130,3 +130,111 @@ def test_bad_input_gets_a_specific_error(case):
     call, exc, message = CASES[case]
     with pytest.raises(exc, match=message):
         call()
+
+
+# ---- issue 15: inputs that passed the checks and failed later (or silently) ------------------------------
+def _matrix(a):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", PendingDeprecationWarning)
+        return np.asmatrix(a)
+
+
+def _mask(*values):
+    m = np.full((5, 6), 2.0)
+    m.flat[:len(values)] = values
+    return [m]
+
+
+MORE_CASES = {
+    "X np.matrix": (lambda: mlp().forward(_matrix(X)), TypeError,
+                    r"^X is a numpy.matrix; expected a plain numpy.ndarray \(np.asarray\(X\)\)$"),
+    "X masked array": (lambda: mlp().gradients(np.ma.masked_array(X, mask=X > 2), Y), TypeError,
+                       r"^X is a masked array \(numpy.ma\); expected a plain numpy.ndarray"),
+    "X_val np.matrix": (lambda: train(X_val=_matrix(X), y_val=Y), TypeError, r"^X_val is a numpy.matrix"),
+    "leaky_relu gamma NaN": (lambda: mlp(activation="leaky_relu", gamma=float("nan")), ValueError,
+                             r"^gamma \(the leaky_relu parameter\) must be a finite number, got nan$"),
+    "elu gamma Inf": (lambda: mlp(activation="elu", gamma=float("inf")), ValueError,
+                      r"^gamma \(the elu parameter\) must be a finite number, got inf$"),
+    "gamma a string": (lambda: mlp(activation="leaky_relu", gamma="0.1"), ValueError, r"got '0.1'$"),
+    "mask NaN": (lambda: mlp().forward(X, masks=_mask(np.nan)), ValueError,
+                 r"^masks\[0\] \(hidden layer 1\) contains NaN or Inf; expected entries 0 and 1/\(1-p\)$"),
+    "mask two scales": (lambda: mlp().forward(X, masks=_mask(0.0, 1.5)), ValueError,
+                        r"^masks\[0\] \(hidden layer 1\) has entries 1.5 and 2.0 besides 0; expected 0 and one scale"),
+    "mask scale below 1": (lambda: mlp().gradients(X, Y, masks=[np.full((5, 6), 0.5)]), ValueError,
+                           r"has entries 0.5 besides 0; expected 0 and 1/\(1-p\) >= 1"),
+}
+
+
+@pytest.mark.parametrize("case", list(MORE_CASES))
+def test_more_bad_input_gets_a_specific_error(case):
+    call, exc, message = MORE_CASES[case]
+    with pytest.raises(exc, match=message):
+        call()
+
+
+def test_valid_masks_still_pass():
+    m = np.where(np.arange(30).reshape(5, 6) % 3 == 0, 0.0, 1 / (1 - 0.25))
+    a = mlp().forward(X, masks=[m])
+    assert np.isfinite(a).all()
+    assert np.isfinite(mlp(activation="leaky_relu", gamma=0).forward(X)).all()  # 0 is a finite gamma
+
+
+def test_weights_that_do_not_fit_float32_are_named_not_called_nan():
+    from manual.weights import cast_weights
+
+    w = {k: v * 1e39 for k, v in W.items()}
+    with pytest.raises(manual.WeightsError, match=r"^tensor W1 in 'w.st' holds values up to [0-9.e+]+, which do not "
+                                                  r"fit in float32 \(largest 3.4e\+38\)"):
+        cast_weights(w, "float32", "w.st")
+    assert cast_weights(W, "float32")["W1"].dtype == np.float32
+    assert cast_weights(w, "float64")["W1"] is not w["W1"]
+
+
+def test_an_initial_forward_pass_that_overflows_names_the_layer():
+    from compare.limits import check_initial_forward
+
+    w = {k: v * 1e200 for k, v in W.items()}
+    with pytest.raises(ValueError, match=r"^the initial forward pass overflows float64 at layer 2: z\^2 reaches "
+                                         r"Inf or NaN before any training step; scale the initial weights down"):
+        check_initial_forward(w, X, "relu", "softmax")
+    w32 = {k: (v * 1e15).astype(np.float32) for k, v in W.items()}
+    with pytest.raises(ValueError, match=r"^the initial loss \(mse\) overflows float32: "):
+        check_initial_forward(w32, X.astype(np.float32), "relu", "identity", "mse", Y)
+    check_initial_forward(W, X, "relu", "identity", "mse", Y)  # the ordinary start passes
+
+
+RUN_SIZES = {  # with 16 GB of memory: the limit is 8 GB
+    "epochs 1e9": ({"epochs": 10**9}, (r"^this run would need about 2,592.0 GB of memory \(the trajectory record is "
+                                       r"8 bytes x 51 parameters x 1,000,000,001 steps x 4 runs\), more than 50% of "
+                                       r"this machine's 16.0 GB; lower --epochs$")),
+    "epochs 1e23": ({"epochs": 99999999999999999999999}, r"about 2.59e\+17 GB .* lower --epochs$"),
+    "hidden 1e9": ({"hidden": (10**9,)}, r"\(8,000,000,003 parameters\), .* lower --hidden"),
+    "SGD steps": ({"epochs": 10**6, "batch_size": 1}, r"lower --epochs or raise --batch-size$"),
+}
+
+
+@pytest.mark.parametrize("case", list(RUN_SIZES))
+def test_a_run_too_large_for_memory_is_refused_up_front(case):
+    from compare.limits import check_run_size
+
+    kw, message = RUN_SIZES[case]
+    with pytest.raises(ValueError, match=message):
+        check_run_size(Spec(**kw), memory=16 * 10**9)
+
+
+def test_the_default_run_fits_and_the_rule_counts_the_companion():
+    from compare.limits import check_run_size, run_bytes
+
+    check_run_size(Spec(), memory=16 * 10**9)
+    check_run_size(Spec())  # this machine's physical memory
+    assert run_bytes(Spec(), companion=True)["trajectory"] == 2 * run_bytes(Spec())["trajectory"]
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, 1.5, True])
+def test_seeds_outside_what_numpy_and_torch_take_are_named(seed):
+    from compare.limits import check_seed
+
+    with pytest.raises(ValueError, match=r"^--seed must be an integer in 0 .. 18446744073709551615 \(2\*\*64 - 1\)"):
+        check_seed(seed)
