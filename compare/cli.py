@@ -62,6 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out the slide's printed weights on its six flowers (on by default)")
     r.add_argument("--no-companion", "--no-float32", dest="companion", action="store_false",
                    help="skip the companion trajectory in the other dtype (float32 for a float64 report)")
+    from .lessons.cli import add_parser as add_lessons_parser  # python -m compare lessons (compare/lessons/)
+    add_lessons_parser(sub)
     return p
 
 
@@ -99,6 +101,9 @@ def format_table(res) -> str:
 def main(argv=None) -> int:
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "lessons":
+            from .lessons.cli import run as run_lessons
+            return run_lessons(args)
         spec = spec_from_args(args)
         if args.command == "report":
             from .report import prepare_out_dir

@@ -1,0 +1,77 @@
+"""Running the lessons: each lesson's experiment, figure, paragraph and agreement, in two forked worker
+processes where fork and a second core exist (iris runs are tiny; per-step overhead dominates)."""
+from __future__ import annotations
+
+import multiprocessing as mp
+import os
+import sys
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from contextlib import contextmanager
+
+from . import LESSONS
+from .common import agreement, jsonable
+from .figures import FIGURES
+from .text import TEXT
+
+# the longest first, so that two workers finish together
+COST = {"vanishing": 5, "hidden": 5, "overfitting": 4, "batch": 3, "lr": 2, "symmetry": 1, "activations": 0}
+
+
+@contextmanager
+def one_torch_thread():
+    """If an implementation runs on torch (already imported by it), one intra-op thread: iris-sized tensors
+    only pay for more.  Nothing is imported here: an implementation without torch is left alone."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        yield
+        return
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
+def run_lesson(key: str, cand, ref, cfg, names) -> tuple[dict, bytes]:
+    title, experiment = LESSONS[key]
+    with one_torch_thread():
+        data = experiment(cand, ref, cfg)
+    les = {"key": key, "title": title, "agreement": agreement(data), "text": TEXT[key](data)}
+    png = FIGURES[key](data, names)
+    les["data"] = jsonable(data)
+    return les, png
+
+
+def warm_up(cand, ref) -> None:
+    """One tiny training step on each side before forking, so that lazy imports (torch.optim's) happen once."""
+    from .common import iris_data, shared_weights, train
+    from ..spec import Spec
+
+    data, _ = iris_data()
+    spec = Spec(hidden=(2,), epochs=1)
+    w = shared_weights(spec.sizes, 0)
+    with one_torch_thread():
+        for impl in (cand, ref):
+            train(impl, spec, w, data)
+
+
+def run_all(keys, cand, ref, cfg, names, progress=None) -> tuple[list[dict], dict]:
+    """(lessons in the order of ``keys``, key -> PNG)."""
+    done: dict[str, tuple[dict, bytes]] = {}
+    tick = progress or (lambda key: None)
+    parallel = (sys.platform == "linux" and (os.cpu_count() or 1) > 1 and len(keys) > 1
+                and not os.environ.get("COMPARE_LESSONS_NO_FORK"))
+    if parallel:
+        warm_up(cand, ref)
+        with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as pool:
+            futures = {pool.submit(run_lesson, k, cand, ref, cfg, names): k
+                       for k in sorted(keys, key=lambda k: -COST.get(k, 1))}
+            for f in as_completed(futures):
+                done[futures[f]] = f.result()
+                tick(futures[f])
+    else:
+        for k in keys:
+            done[k] = run_lesson(k, cand, ref, cfg, names)
+            tick(k)
+    return [done[k][0] for k in keys], {k: done[k][1] for k in keys}
