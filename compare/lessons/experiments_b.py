@@ -83,7 +83,7 @@ def overfitting(cand, ref, cfg: Config) -> dict:
     data = Data(s.X_train[rows], s.y_train[rows], s.X_train[vrows], s.y_train[vrows])
     w = shared_weights([4, 64, 64, 3], seed=0)
     out = {"shared": {"train_rows": s.train_rows[rows], "validation_rows": s.train_rows[vrows],
-                      "hidden": [64, 64], "activation": "relu", "batch_size": 5, "lr": 0.05,
+                      "hidden": [64, 64], "activation": "relu", "standardize": True, "batch_size": 5, "lr": 0.05,
                       "epochs": cfg.overfit_epochs, "remedies": REMEDIES}, "candidate": {}, "reference": {}}
     per = steps_per_epoch(len(rows), 5)
     for label, opts in REMEDIES.items():

@@ -102,7 +102,7 @@ def symmetry(d, names):
         c, r = np.asarray(d["candidate"][init]["W1_feature"]), np.asarray(d["reference"][init]["W1_feature"])
         for j in range(r.shape[1]):
             _pair(ax, np.arange(len(r)), c[:, j], r[:, j], COLORS[j % 10])
-        ax.set_title(f"{init} initial weights: W1[j, petal length] of the 6 hidden units", fontsize=10)
+        ax.set_title(f"{init} initial weights: W1[j, petal length], j = 1..6", fontsize=10)
         ax.set_xlabel("step (GD)")
     ax = axes[2]
     for i, init in enumerate(("equal", "random")):
@@ -112,7 +112,7 @@ def symmetry(d, names):
     ax.set_ylim(1e-18, 10)
     ax.axhspan(1e-18, 1e-15, color="0.93", zorder=0)
     ax.text(2, 3e-18, "rounding level (exact 0 drawn at 1e-18)", fontsize=8, color="0.4")
-    ax.set_title("largest difference between two hidden units (all their weights)", fontsize=10)
+    ax.set_title("largest difference between two hidden units", fontsize=10)
     ax.set_xlabel("step (GD)")
     ax.legend(fontsize=8, frameon=False, loc="center right")
     _sides_legend(axes[1], names, loc="lower left")
@@ -120,23 +120,30 @@ def symmetry(d, names):
     return png(fig)
 
 
+TOP = 1e8   # losses above are drawn at this level (the diverging run reaches ~1e308)
+
+
 def learning_rate(d, names):
     sh = d["shared"]
     fig, ax = plt.subplots(figsize=(9, 4.8))
     for i, (label, lr) in enumerate(sh["learning_rates"].items()):
         c, r = d["candidate"][label], d["reference"][label]
-        _pair(ax, np.arange(len(r["loss"])), c["loss"], r["loss"], COLORS[i], f"eta = {lr:g} ({label})")
+        clip = lambda v: np.minimum(np.asarray(v, dtype=float), TOP)  # noqa: E731
+        _pair(ax, np.arange(len(r["loss"])), clip(c["loss"]), clip(r["loss"]), COLORS[i], f"eta = {lr:g} ({label})")
         if r["diverged"]:
             s = len(r["loss"]) - 1
-            ax.plot([s], [r["loss"][-1]], "X", ms=11, color=COLORS[i])
-            ax.annotate(f"FloatingPointError\nafter step {s}", (s, r["loss"][-1]), (10, -24),
-                        textcoords="offset points", color=COLORS[i], fontsize=9)
+            ax.plot([s], [TOP], "X", ms=11, color=COLORS[i], clip_on=False)
+            ax.annotate(f"FloatingPointError after step {s}\n(last finite loss {r['loss'][-1]:.1e})", (s, TOP),
+                        (10, -30), textcoords="offset points", color=COLORS[i], fontsize=9)
     ax.set_yscale("log")
+    ax.set_ylim(top=TOP * 3)
     ax.set_xlabel("step (gradient descent: one step = one epoch)")
     ax.set_ylabel("training loss (mse)")
     ax.set_xlim(0, sh["epochs"] * 1.12)
     ax.legend(fontsize=8, frameon=False, loc="upper right")
-    _sides_legend(ax.inset_axes([0.55, 0.35, 0.4, 0.2], frameon=False, xticks=[], yticks=[]), names)
+    _sides_legend(ax.inset_axes([0.6, 0.45, 0.35, 0.2], frameon=False, xticks=[], yticks=[]), names)
+    ax.set_title(f"GD on raw iris, 4-6-3 sigmoid, identity output, mse; losses above {TOP:.0e} drawn at it",
+                 fontsize=10)
     fig.tight_layout()
     return png(fig)
 

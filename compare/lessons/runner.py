@@ -56,6 +56,13 @@ def warm_up(cand, ref) -> None:
             train(impl, spec, w, data)
 
 
+_FORKED: dict = {}   # the implementations, inherited by the forked workers (never pickled)
+
+
+def _run_forked(key, cfg, names):
+    return run_lesson(key, _FORKED["cand"], _FORKED["ref"], cfg, names)
+
+
 def run_all(keys, cand, ref, cfg, names, progress=None) -> tuple[list[dict], dict]:
     """(lessons in the order of ``keys``, key -> PNG)."""
     done: dict[str, tuple[dict, bytes]] = {}
@@ -64,12 +71,16 @@ def run_all(keys, cand, ref, cfg, names, progress=None) -> tuple[list[dict], dic
                 and not os.environ.get("COMPARE_LESSONS_NO_FORK"))
     if parallel:
         warm_up(cand, ref)
-        with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as pool:
-            futures = {pool.submit(run_lesson, k, cand, ref, cfg, names): k
-                       for k in sorted(keys, key=lambda k: -COST.get(k, 1))}
-            for f in as_completed(futures):
-                done[futures[f]] = f.result()
-                tick(futures[f])
+        _FORKED.update(cand=cand, ref=ref)
+        try:
+            with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as pool:
+                futures = {pool.submit(_run_forked, k, cfg, names): k
+                           for k in sorted(keys, key=lambda k: -COST.get(k, 1))}
+                for f in as_completed(futures):
+                    done[futures[f]] = f.result()
+                    tick(futures[f])
+        finally:
+            _FORKED.clear()
     else:
         for k in keys:
             done[k] = run_lesson(k, cand, ref, cfg, names)
