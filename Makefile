@@ -17,7 +17,7 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 report: venv
 	$(PY) -m compare report --out $(OUT)
 
-# The lecture's lessons as figures, each run on manual and torch (~40 s): lessons/lessons.html, .md, .json
+# The lecture's lessons as figures, each run on manual and torch (~20 s on 2 quiet cores): lessons/lessons.html, .md, .json
 lessons: venv
 	$(PY) -m compare lessons --out lessons
 

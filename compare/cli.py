@@ -62,7 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out the slide's printed weights on its six flowers (on by default)")
     r.add_argument("--no-companion", "--no-float32", dest="companion", action="store_false",
                    help="skip the companion trajectory in the other dtype (float32 for a float64 report)")
-    from .lessons.cli import add_parser as add_lessons_parser  # python -m compare lessons (compare/lessons/)
+    from .lessons.cli import add_parser as add_lessons_parser  # compare/lessons/
+
     add_lessons_parser(sub)
     return p
 

@@ -5,7 +5,6 @@ import base64
 import json
 import os
 import re
-import shutil
 import subprocess
 from contextlib import contextmanager
 from pathlib import Path

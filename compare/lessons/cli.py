@@ -44,7 +44,7 @@ class _Bar:
 
 def run(args) -> int:
     from ..registry import ImplementationError, load
-    from .common import FULL, QUICK, DTYPE
+    from .common import DTYPE, FULL, QUICK
     from .render import prepare_out_dir, write_all
     from .runner import run_all
 

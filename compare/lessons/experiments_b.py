@@ -8,7 +8,14 @@ import numpy as np
 from ..protocol import Data
 from ..schedule import MaskSource
 from ..spec import Spec
-from .common import Config, iris_data, no_dropout, shared_weights, steps_per_epoch, train
+from .common import (
+    Config,
+    iris_data,
+    no_dropout,
+    shared_weights,
+    steps_per_epoch,
+    train,
+)
 
 SIDES = ("candidate", "reference")
 
@@ -60,7 +67,7 @@ def batch_size(cand, ref, cfg: Config) -> dict:
         marks = _checkpoints(total, per)
         want = set(marks)
         for side, impl in _both(cand, ref):
-            rec = train(impl, spec, w, data, keep=lambda s: s in want)
+            rec = train(impl, spec, w, data, keep=want.__contains__)
             full = [impl.forward_backward(spec, rec.kept[s], data.X_train, data.y_train, None).loss for s in marks]
             ends = [full[marks.index(s)] for s in range(per - 1, total, per)]
             loss0 = impl.forward_backward(spec, w, data.X_train, data.y_train, None).loss

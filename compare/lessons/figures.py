@@ -7,11 +7,11 @@ import io
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-REF = dict(lw=3.2, alpha=0.35, solid_capstyle="round")
-CAND = dict(lw=1.2, ls=(0, (4, 2)))
+REF = {"lw": 3.2, "alpha": 0.35, "solid_capstyle": "round"}
+CAND = {"lw": 1.2, "ls": (0, (4, 2))}
 COLORS = plt.rcParams["axes.prop_cycle"].by_key()["color"]
 
 
@@ -96,7 +96,6 @@ def vanishing(d, names):
 
 
 def symmetry(d, names):
-    sh = d["shared"]
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
     for ax, init in zip(axes[:2], ("equal", "random")):
         c, r = np.asarray(d["candidate"][init]["W1_feature"]), np.asarray(d["reference"][init]["W1_feature"])
@@ -128,7 +127,7 @@ def learning_rate(d, names):
     fig, ax = plt.subplots(figsize=(9, 4.8))
     for i, (label, lr) in enumerate(sh["learning_rates"].items()):
         c, r = d["candidate"][label], d["reference"][label]
-        clip = lambda v: np.minimum(np.asarray(v, dtype=float), TOP)  # noqa: E731
+        clip = lambda v: np.minimum(np.asarray(v, dtype=float), TOP)
         _pair(ax, np.arange(len(r["loss"])), clip(c["loss"]), clip(r["loss"]), COLORS[i], f"eta = {lr:g} ({label})")
         if r["diverged"]:
             s = len(r["loss"]) - 1

@@ -55,8 +55,8 @@ def agreement_line(a: dict, names) -> str:
 
 def render_md(lessons, names, meta) -> str:
     lines = [f"# Lessons: the lecture's claims, run on {names[0]} and {names[1]}", "",
-             f"Candidate **{names[0]}**, reference **{names[1]}**, {meta['dtype']}, seeded; every number in a "
-             "figure is computed by both implementations through compare.protocol and compared.", "",
+             (f"Candidate **{names[0]}**, reference **{names[1]}**, {meta['dtype']}, seeded; every number in a "
+             "figure is computed by both implementations through compare.protocol and compared."), "",
              "| # | lesson | largest relative difference | agree |", "|---|---|---|---|"]
     for i, les in enumerate(lessons, 1):
         a = les["agreement"]
@@ -81,12 +81,12 @@ def render_html(lessons, names, meta, pngs) -> str:
     rows = "".join(f"<tr><td>{i}</td><td><a href='#{les['key']}'>{e(les['title'])}</a></td>"
                    f"<td>{les['agreement']['max_rel']:.2e}</td><td class='{'ok' if les['agreement']['ok'] else 'bad'}'>"
                    f"{'yes' if les['agreement']['ok'] else 'NO'}</td></tr>" for i, les in enumerate(lessons, 1))
-    parts = [f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Lessons: {e(names[0])} vs {e(names[1])}"
-             f"</title><style>{CSS}</style></head><body>",
+    parts = [(f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>Lessons: {e(names[0])} vs {e(names[1])}"
+             f"</title><style>{CSS}</style></head><body>"),
              f"<h1>Lessons: the lecture's claims, run on {e(names[0])} and {e(names[1])}</h1>",
-             f"<p>Candidate <b>{e(names[0])}</b>, reference <b>{e(names[1])}</b>, {e(meta['dtype'])}, seeded. Every "
+             (f"<p>Candidate <b>{e(names[0])}</b>, reference <b>{e(names[1])}</b>, {e(meta['dtype'])}, seeded. Every "
              "number in a figure is computed by both implementations through compare.protocol and compared; in the "
-             "figures the reference is the wide pale line, the candidate the thin dashed line on top.</p>",
+             "figures the reference is the wide pale line, the candidate the thin dashed line on top.</p>"),
              f"<table><tr><th>#</th><th>lesson</th><th>largest relative difference</th><th>agree</th></tr>{rows}</table>"]
     for i, les in enumerate(lessons, 1):
         ok = les["agreement"]["ok"]

@@ -45,8 +45,8 @@ def run_lesson(key: str, cand, ref, cfg, names) -> tuple[dict, bytes]:
 
 def warm_up(cand, ref) -> None:
     """One tiny training step on each side before forking, so that lazy imports (torch.optim's) happen once."""
-    from .common import iris_data, shared_weights, train
     from ..spec import Spec
+    from .common import iris_data, shared_weights, train
 
     data, _ = iris_data()
     spec = Spec(hidden=(2,), epochs=1)
