@@ -77,7 +77,7 @@ def test_quick_run_writes_every_file_and_every_lesson_agrees(quick, capsys):
 def test_the_lessons_show_what_the_lecture_claims(quick):
     doc = {les["key"]: les["data"] for les in json.loads((quick[1] / "lessons.json").read_text())["lessons"]}
     act = doc["activations"]["reference"]
-    assert act["relu"]["fprime_at_0"] == 0 and act["leaky_relu"]["fprime_at_0"] == 0.01 and act["elu"]["fprime_at_0"] == 1
+    assert str(act["relu"]["fprime_at_0"]) == "0.0" and act["leaky_relu"]["fprime_at_0"] == 0.01 and act["elu"]["fprime_at_0"] == 1
     assert max(act["sigmoid"]["fprime"]) == pytest.approx(0.25)
     van = doc["vanishing"]["reference"]       # deepest net at init: sigmoid's first layer far below ReLU's
     assert van["sigmoid"]["init"][-1][0] < 1e-2 * van["relu"]["init"][-1][0]

@@ -30,7 +30,7 @@ class Config:
     overfit_epochs: int = 150                    # lesson 6
     widths: tuple = tuple(range(1, 17))          # lesson 7
     width_seeds: tuple = (0, 1, 2)
-    width_epochs: int = 80
+    width_epochs: int = 60
 
 
 FULL = Config()

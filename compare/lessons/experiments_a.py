@@ -36,7 +36,7 @@ def activations(cand, ref, cfg: Config) -> dict:
         for side, impl in (("candidate", cand), ("reference", ref)):
             p = impl.forward_backward(spec, w, X, y, None)
             back = (p.delta[2] @ w["W2"])[:, 0]                 # (W^2)^T delta^2, never 0 here
-            d = {"f": p.a[1][:, 0], "fprime": p.delta[1][:, 0] / back}
+            d = {"f": p.a[1][:, 0], "fprime": p.delta[1][:, 0] / back + 0.0}   # + 0.0: no -0 (0 * (-)/(-))
             if act in KINKS:
                 d["fprime_at_0"] = float(d["fprime"][zero])
             data[side][act] = d
