@@ -45,7 +45,8 @@ def activations(d, names):
         if "fprime_at_0" in c:
             ax.plot([0], [r["fprime_at_0"]], "o", ms=9, mfc="none", mec=COLORS[3], mew=2)
             ax.plot([0], [c["fprime_at_0"]], "x", ms=7, color=COLORS[3])
-            ax.annotate(f"f'(0) = {c['fprime_at_0']:g}", (0, c["fprime_at_0"]), (10, -16), textcoords="offset points",
+            ax.annotate(f"f'(0) = {c['fprime_at_0']:g}", (0, c["fprime_at_0"]),
+                        (10, -16 if c["fprime_at_0"] > 0.5 else 12), textcoords="offset points",
                         color=COLORS[3], fontsize=9)
         ax.set_title(act)
         ax.axhline(0, color="0.85", lw=0.8, zorder=0)
