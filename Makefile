@@ -7,7 +7,7 @@ PY     := $(VENV)/bin/python
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 OUT ?= report
 
-.PHONY: report test check bench mutation venv clean
+.PHONY: report lessons test check bench mutation venv clean
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 report: venv
 	$(PY) -m compare report --out $(OUT)
+
+# The lecture's lessons as figures, each run on manual and torch (~20 s on 2 quiet cores): lessons/lessons.html, .md, .json
+lessons: venv
+	$(PY) -m compare lessons --out lessons
 
 test: venv
 	$(PY) -m pytest -q -n 2
@@ -37,4 +41,4 @@ $(VENV)/.installed-mutation: $(VENV)/.installed
 	touch $@
 
 clean:
-	rm -rf $(VENV) report mutants
+	rm -rf $(VENV) report lessons mutants

@@ -79,6 +79,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="leave out the slide's printed weights on its six flowers (on by default)")
     r.add_argument("--no-companion", dest="companion", action="store_false",
                    help="skip the companion trajectory in the other dtype (float32 for a float64 report)")
+    from .lessons.cli import add_parser as add_lessons_parser  # compare/lessons/
+
+    add_lessons_parser(sub)
     return p
 
 
@@ -140,6 +143,9 @@ def _main(argv) -> int:
 
     try:
         args = build_parser().parse_args(argv)
+        if args.command == "lessons":
+            from .lessons.cli import run as run_lessons
+            return run_lessons(args)
         spec = spec_from_args(args)
         preflight(spec, companion=args.command == "report" and args.companion)
         from .registry import load
