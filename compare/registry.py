@@ -39,7 +39,7 @@ def load(name: str, role: str = "implementation"):
             obj = importlib.import_module(module)
             for part in attr.split("."):
                 obj = getattr(obj, part)
-            impl = obj if hasattr(obj, "forward_backward") else obj()
+            impl = obj() if isinstance(obj, type) or not hasattr(obj, "forward_backward") else obj
         else:
             raise ImplementationError(f"--{role} {name!r}: no implementation of that name; registered: "
                                       f"{sorted(eps) or 'none (is the project installed? pip install -e .)'}, "
