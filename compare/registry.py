@@ -39,7 +39,17 @@ def load(name: str, role: str = "implementation"):
             obj = importlib.import_module(module)
             for part in attr.split("."):
                 obj = getattr(obj, part)
-            impl = obj() if isinstance(obj, type) or not hasattr(obj, "forward_backward") else obj
+            if not isinstance(obj, type) and all(hasattr(obj, m) for m in METHODS):
+                impl = obj
+            elif callable(obj):
+                try:
+                    impl = obj()
+                except TypeError as e:
+                    raise ImplementationError(f"--{role} {name!r} is not an implementation: calling {attr} with no "
+                                              f"argument failed ({e}); expected a class, factory or object "
+                                              "(see compare.protocol.Implementation)") from None
+            else:
+                impl = obj
         else:
             raise ImplementationError(f"--{role} {name!r}: no implementation of that name; registered: "
                                       f"{sorted(eps) or 'none (is the project installed? pip install -e .)'}, "

@@ -13,6 +13,7 @@ import pytest
 
 import manual
 from compare.cli import main
+from manual.adapter import ManualImplementation
 
 FAST = ["--epochs", "5"]
 
@@ -27,22 +28,30 @@ def test_check_agrees_and_writes_json(tmp_path, capsys):
     path = tmp_path / "r.json"
     code, out, err = run(["check", *FAST, "--batch-size", "30", "--optimizer", "nesterov", "--json", str(path)], capsys)
     assert code == 0, out + err
-    assert "AGREE: 20 training steps compared (float64, device cpu)" in out
+    assert "AGREE: manual (candidate) vs torch (reference), judged 20 of 20 training steps (float64)" in out
     data = json.loads(path.read_text())
-    assert data["agree"] is True and data["steps"] == 20
+    assert data["agree"] is True and data["verdict"] == "agree" and data["steps"] == 20
+    assert data["trajectory"]["steps"] == 20 and data["trajectory"]["judged_steps"] == 20
+    assert data["candidate"] == "manual" and data["reference"] == "torch"
     assert {"forward", "gradients", "finite_differences", "trajectory", "config", "environment"} <= data.keys()
     assert data["config"]["optimizer"] == "nesterov" and data["config"]["batch_size"] == 30
     assert [c["tensor"] for c in data["gradients"]["checks"]] == ["delta2", "dW2", "db2", "delta1", "dW1", "db1"]
 
 
-def test_check_reports_a_disagreement_with_exit_1(monkeypatch, capsys):
-    class SumNotMean(manual.MLP):  # the classic: the batch sum where the loss is a mean
-        def backprop(self, Y, y, masks=None):
-            return [g * Y.shape[0] for g in super().backprop(Y, y, masks)]
+class SumNotMean(ManualImplementation):
+    """The classic: the batch sum where the loss is a mean (gradients n times too large)."""
 
-    monkeypatch.setattr(manual, "MLP", SumNotMean)
-    code, out, err = run(["check", *FAST], capsys)
-    assert code == 1
+    def forward_backward(self, spec, weights, X, y, masks):
+        p = super().forward_backward(spec, weights, X, y, masks)
+        p.grads = {k: g * X.shape[0] for k, g in p.grads.items()}
+        return p
+
+
+@pytest.mark.parametrize("role", ["candidate", "reference"])
+def test_check_reports_a_disagreement_with_exit_1(role, capsys):
+    code, out, err = run(["check", *FAST, f"--{role}", "test_cli:SumNotMean",
+                          *(["--candidate", "torch"] if role == "reference" else [])], capsys)
+    assert code == 1, out + err
     assert "DISAGREE" in out and "first disagreement: layer 2, dW2" in out
 
 
@@ -56,7 +65,12 @@ BAD_USAGE = {
     "batch too large": (["--batch-size", "500"], "batch_size must be in [1, 120]"),
     "negative epochs": (["--epochs", "-3"], "epochs must be >= 0"),
     "early stopping 0": (["--early-stopping", "0"], "patience (early stopping) must be >= 1"),
-    "bad device": (["--device", "tpu"], "device='tpu' is not supported"),
+    "bad device": (["--reference", "torch:tpu"], "expected torch, torch:cpu, torch:cuda or torch:cuda:N"),
+    "missing cuda device": (["--reference", "torch:cuda:2147483648"], "implementation 'torch:cuda:2147483648'"),
+    "unknown implementation": (["--candidate", "tensorflow"], "--candidate 'tensorflow': no implementation"),
+    "not an implementation": (["--candidate", "json:dumps"], "is not an implementation: calling dumps"),
+    "an object without the methods": (["--candidate", "json:decoder"], "is not an implementation: it lacks"),
+    "missing module": (["--reference", "no_such_module:Impl"], "No module named 'no_such_module'"),
     "missing weights file": (["--weights", "/nonexistent/w.safetensors"], "cannot read weights file"),
 }
 
@@ -130,8 +144,10 @@ def test_the_real_command_line_and_the_same_json_across_processes(tmp_path, caps
 def test_a_weights_file_in_any_tensor_order_gives_the_same_run(tmp_path):
     """safetensors files list tensors in their own order; the harness must not depend on it."""
     from compare.data import iris_split
-    from compare.harness import initial_weights, trajectory_section
+    from compare.harness import data_for, initial_weights
     from compare.spec import Spec
+    from compare.trajectory import trajectory
+    from torch_ref.adapter import TorchImplementation
 
     w = manual.init_weights([4, 3, 3], "xavier", seed=9)
     path = manual.save_weights(tmp_path / "w.safetensors", {k: w[k] for k in ["b2", "W2", "b1", "W1"]})
@@ -139,10 +155,10 @@ def test_a_weights_file_in_any_tensor_order_gives_the_same_run(tmp_path):
     init = initial_weights(spec)
     assert list(init) == ["W1", "b1", "W2", "b2"] and all(np.array_equal(init[k], w[k]) for k in w)
     data = iris_split()
-    traj = trajectory_section(spec, init, data)
+    traj = trajectory(ManualImplementation(), TorchImplementation(), spec, init, data_for(spec, data))
     net = manual.MLP.from_weights(w)
     manual.train(net, data.X_train, data.y_train, epochs=4, lr=spec.lr)
-    assert all(np.array_equal(traj.manual.final[k], v) for k, v in net.weights().items())
+    assert all(np.array_equal(traj.candidate.result.final[k], v) for k, v in net.weights().items())
 
 
 # ---- issue 15: limits, files, exit statuses -----------------------------------------------------------
@@ -175,7 +191,7 @@ def test_refused_before_the_run_with_one_line_and_exit_2(case, capsys, monkeypat
     def no_run(*a, **k):
         raise AssertionError("the run started")
 
-    monkeypatch.setattr(compare.harness, "run_check", no_run)
+    monkeypatch.setattr(compare.harness, "check", no_run)
     args, message = REFUSED_UP_FRONT[case]
     code, out, err = run(["check", "--epochs", "1", *args], capsys)
     assert code == 2 and message in err and one_line(err), err
@@ -287,7 +303,7 @@ def test_an_internal_or_environment_error_is_exit_4_with_a_saved_traceback(exc, 
     def broken(*a, **k):
         raise exc
 
-    monkeypatch.setattr(compare.harness, "run_check", broken)
+    monkeypatch.setattr(compare.harness, "check", broken)
     code, out, err = run(["check", "--epochs", "1"], capsys)
     assert code == 4 and one_line(err), err
     assert err.startswith(f"python -m compare: internal error: {type(exc).__name__}")
