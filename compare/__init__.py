@@ -1,4 +1,18 @@
-"""The cross-check: builds manual/ and torch_ref/ from one set of shared weights and compares them.
+"""The cross-check: a candidate implementation against a reference, through compare.protocol.
 
-Importing ``compare`` is cheap (no torch); ``compare.harness`` imports both implementations.
+    from compare import check, Spec
+    result, trajectory = check("manual", "torch", Spec(activation="relu"))
+
+Importing ``compare`` is cheap: no framework is imported until an implementation is loaded.
 """
+from .spec import Spec
+
+
+def check(candidate, reference, spec=None, **kw):
+    """See compare.harness.check."""
+    from .harness import check as _check
+
+    return _check(candidate, reference, spec, **kw)
+
+
+__all__ = ["Spec", "check"]

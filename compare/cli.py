@@ -25,6 +25,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _spec_options(p: argparse.ArgumentParser) -> None:
+    from .registry import registered
     from .limits import seed_arg
     from .outputs import nonempty
     from .spec import Spec
@@ -32,8 +33,8 @@ def _spec_options(p: argparse.ArgumentParser) -> None:
     d = Spec.__dataclass_fields__
     g = p.add_argument_group("model and training (defaults: the lecture's iris example)")
     g.add_argument("--candidate", default="manual", metavar="NAME",
-                   help="the implementation under test: a registered name (manual, torch, torch:cuda[:N], jax) "
-                        "or module:attr (default: manual)")
+                   help="the implementation under test: a registered name (NAME or NAME:OPTION, e.g. torch:cuda:0; "
+                        f"installed: {', '.join(sorted(registered())) or 'none'}) or module:attr (default: manual)")
     g.add_argument("--reference", default="torch", metavar="NAME", help="the implementation it is held to "
                    "(default: torch)")
     g.add_argument("--activation", choices=ACTIVATIONS, default=d["activation"].default, help="hidden activation")

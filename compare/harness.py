@@ -1,7 +1,7 @@
 """The check: one spec, one set of shared weights, a candidate and a reference, compared.
 
     from compare import check
-    result, trajectory = check("jax", "torch", Spec(activation="relu", optimizer="adam"))
+    result, trajectory = check("manual", "torch", Spec(activation="relu", optimizer="adam"))
 
 Sections (each a list of per-tensor checks, the first disagreement localised):
 - forward:            z^l, a^l of every layer and the loss, on the whole training split
@@ -76,6 +76,8 @@ def _check(cand, ref, spec, data, say):
     can_fd = {r: i for r, i in impls.items() if "finite_differences" not in i.unavailable(spec)}
     fd = (finite_differences(can_fd, spec, weights, X, y, step0) if can_fd
           else not_available("finite_differences", _missing("finite_differences", impls, spec)))
+    if can_fd:
+        fd.notes += [f"not available: {r} {why}" for r, why in _missing("finite_differences", impls, spec).items()]
     say("trajectory")
     traj = None
     miss = _missing("trajectory", impls, spec)

@@ -1,0 +1,80 @@
+"""The seam: any implementation of compare.protocol is checked with no change under compare/."""
+import importlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import manual
+import torch_ref
+from compare import Spec, check, vocabulary as V
+from compare.registry import ImplementationError, load, registered
+from compare.testing import Disagreement, assert_agree
+from manual.adapter import ManualImplementation
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_every_implementation_covers_the_whole_vocabulary():
+    assert manual.ACTIVATIONS == V.ACTIVATIONS and set(manual.OUTPUTS) == set(V.OUTPUTS)
+    assert set(manual.LOSSES) == set(V.LOSSES) and tuple(manual.OPTIMIZERS) == V.OPTIMIZERS
+    assert tuple(manual.INIT_SCHEMES) == V.INIT_SCHEMES
+    assert set(torch_ref.ACTIVATIONS) == set(V.ACTIVATIONS) and set(torch_ref.OUTPUTS) == set(V.OUTPUTS)
+    assert set(torch_ref.LOSSES) == set(V.LOSSES)
+    from manual.activations import DEFAULT_GAMMA
+    assert DEFAULT_GAMMA == V.DEFAULT_GAMMA
+    jax_model = pytest.importorskip("jax_ref.model", reason="JAX not installed (pip install -e '.[jax]')")
+    jax_train = importlib.import_module("jax_ref.train")  # jax_ref.train is also a function's name
+    assert set(jax_model.ACTIVATIONS) == set(V.ACTIVATIONS) and set(jax_model.OUTPUTS) == set(V.OUTPUTS)
+    assert set(jax_model.LOSSES) == set(V.LOSSES) and tuple(jax_train.OPTIMIZERS) == V.OPTIMIZERS
+    assert jax_model.DEFAULT_GAMMA == V.DEFAULT_GAMMA
+
+
+def test_the_builtins_are_registered_as_a_users_adapter_would_be():
+    assert {"manual", "torch", "jax"} <= set(registered())
+    assert load("manual").name == "manual" and load("torch").name == "torch"
+
+
+def test_a_port_in_one_test_module_is_checked_with_no_change_under_compare():
+    port = ROOT / "tests" / "ports" / "tiny_numpy.py"
+    assert len(port.read_text().splitlines()) <= 150
+    res, traj = check("tests.ports.tiny_numpy:TinyNumpy", "torch", Spec(epochs=20, activation="tanh"))
+    assert res.verdict == "agree" and res.candidate == "tiny-numpy" and res.judged_steps == res.steps == 20
+    assert [s.verdict for s in res.sections] == ["agree"] * 4
+
+
+def test_sections_an_implementation_lacks_are_not_available_never_failures():
+    res, traj = check("tests.ports.tiny_numpy:TinyNumpy", "manual", Spec(epochs=2, activation="relu"))
+    fd = res.finite_differences  # a per-side section: the reference's own gradients are still checked
+    assert [s.verdict for s in res.sections] == ["not available", "not available", "agree", "not available"]
+    assert traj is None and all("not available: candidate only sigmoid/tanh" in " ".join(s.notes) for s in res.sections)
+    assert {c.side for c in fd.checks} == {"reference"}
+    assert res.verdict == "inconclusive" and not res.agree
+
+
+class SumNotMean(ManualImplementation):
+    def forward_backward(self, spec, weights, X, y, masks):
+        p = super().forward_backward(spec, weights, X, y, masks)
+        p.grads = {k: g * X.shape[0] for k, g in p.grads.items()}
+        return p
+
+
+def test_assert_agree_passes_and_names_the_first_divergence():
+    assert assert_agree("manual", "torch", epochs=3).verdict == "agree"
+    with pytest.raises(Disagreement) as e:
+        assert_agree(SumNotMean(), "torch", epochs=3)
+    msg = str(e.value)
+    assert "gradients: first disagreement at layer 2, tensor dW2" in msg and "disagree" in msg.splitlines()[0]
+
+
+def test_a_factory_that_is_not_an_implementation_is_refused():
+    with pytest.raises(ImplementationError, match="lacks"):
+        load("json:decoder", "candidate")
+
+
+def test_compare_names_no_framework_and_imports_none():
+    assert subprocess.run(["grep", "-rqi", "jax", str(ROOT / "compare")]).returncode == 1
+    code = "import sys, compare.harness, compare.cli; print(sorted(m for m in ('torch', 'jax') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert out.stdout.strip() == "[]", out.stderr
