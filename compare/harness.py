@@ -91,7 +91,9 @@ def _check(cand, ref, spec, data, say):
     env = {"python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform(),
            "candidate": cand.info(), "reference": ref.info()}
     res = CheckResult(verdict, verdict == "agree", cand.name, ref.name, asdict(spec), env, fwd, grad, fd, tsec,
-                      tsec.steps or 0, tsec.judged_steps or 0, reason)
+                      tsec.steps or 0, tsec.judged_steps or 0, reason, None if traj is None else {
+                          "divergence": traj.divergence, "envelope": traj.envelope, "allowance": traj.allowance,
+                          "judged": traj.judged, **{f"noise_{r}": v for r, v in traj.noise_per_step.items()}})
     return res, traj
 
 

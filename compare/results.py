@@ -60,6 +60,7 @@ class CheckResult:
     steps: int
     judged_steps: int
     reason: str | None = None        # why the verdict is not "agree", in one line
+    per_step: dict | None = None     # trajectory, per step 0..N: divergence, envelope, allowance, judged
 
     def to_dict(self) -> dict:
         return jsonable(asdict(self))
