@@ -7,11 +7,11 @@ PY     := $(VENV)/bin/python
 FIND_LINKS := $(if $(wildcard /opt/wheels),--find-links /opt/wheels)
 OUT ?= report
 
-.PHONY: report lessons test check bench mutation venv clean
+.PHONY: report lessons test lint check bench mutation venv clean
 venv: $(VENV)/.installed
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet $(FIND_LINKS) -c constraints.txt -e '.[test,bench]'
+	$(PY) -m pip install --quiet $(FIND_LINKS) -c constraints.txt -e '.[test,bench,jax]'
 	touch $@
 
 report: venv
@@ -23,6 +23,9 @@ lessons: venv
 
 test: venv
 	$(PY) -m pytest -q -n 2
+
+lint: venv
+	$(PY) -m ruff check .
 
 check: venv
 	$(PY) -m compare check
@@ -37,7 +40,7 @@ mutation: $(VENV)/.installed-mutation
 	$(PY) -m mutmut run --max-children 2 || true
 	$(PY) scripts/mutation_score.py
 $(VENV)/.installed-mutation: $(VENV)/.installed
-	$(PY) -m pip install --quiet $(FIND_LINKS) -c constraints.txt -e '.[test,bench,mutation]'
+	$(PY) -m pip install --quiet $(FIND_LINKS) -c constraints.txt -e '.[test,bench,jax,mutation]'
 	touch $@
 
 clean:
