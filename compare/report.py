@@ -239,21 +239,23 @@ def _write_report(spec, out: Path, cand, ref, slide, companion) -> dict:
 
 
 def _write_weights(out: Path, spec: Spec, traj: Trajectory, impls: dict) -> dict:
-    config = json.dumps(_jsonable(asdict(spec)), sort_keys=True)
+    """The weights files; each one's metadata is one key, "description": a JSON object with "what", "config"
+    and, for a role's file, "role" and "implementation" (one key, because safetensors writes several in a
+    random order, and results.json records the files' sha256)."""
+    config = _jsonable(asdict(spec))
     files = {"init.safetensors": (H.initial_weights(spec), "the shared initial weights", None)}
     for role in ROLES:
         res, name = getattr(traj, role).result, impls[role].name
         files[f"final-{role}.safetensors"] = (res.final, f"{name}'s ({role}) weights after the last step of "
-                                                        "`schedule`", name)
+                                                        "`schedule`", role)
         if res.restored is not None:
             files[f"restored-{role}.safetensors"] = (res.restored, f"{name}'s ({role}) best weights, restored "
-                                                                  "by early stopping", name)
-    for fname, (w, what, name) in files.items():
-        meta = {"description": f"{what}; config {config}"}
-        if name is not None:
-            meta["implementation"] = name
-        save_weights(out / fname, w, metadata=meta)
-    return {fname: {"what": what, "sha256": _sha(out / fname)} for fname, (w, what, name) in files.items()}
+                                                                  "by early stopping", role)
+    for fname, (w, what, role) in files.items():
+        meta = {"what": what, "config": config, **({} if role is None else {"role": role,
+                                                                            "implementation": impls[role].name})}
+        save_weights(out / fname, w, metadata={"description": json.dumps(meta, sort_keys=True)})
+    return {fname: {"what": what, "sha256": _sha(out / fname)} for fname, (w, what, role) in files.items()}
 
 
 def _sha(path: Path) -> str:
