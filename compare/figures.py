@@ -12,7 +12,7 @@ from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
 CAND, REF, FLOOR, ALLOW, FAIL, FAIL_BAR = "#1f77b4", "#ff7f0e", "#7f7f7f", "#d62728", "#9467bd", "#e377c2"
-NOISE_REF = "#2ca02c"
+NOISE_CAND, NOISE_REF = "#17becf", "#2ca02c"
 ZERO = 1e-18  # where an exact 0 is drawn on a log axis
 
 
@@ -131,14 +131,14 @@ def _unjudged_spans(judged) -> list[tuple[int, int]]:
 def divergence(panels: list[dict]) -> bytes:
     """Per step, one panel per dtype: the candidate-reference divergence, each side's noise level, the
     allowance, the steps not judged shaded.  Each panel: {"title", "divergence", "noise" (label -> per
-    step), "allowance", "judged", "first_failure" (step or None), "verdict"}."""
-    fig = Figure(figsize=(10, 4.8 * len(panels)), layout="constrained")
+    step), "allowance", "judged", "first_failure" (step or None), "verdict", "pair", "steps", "judged_steps"}."""
+    fig = Figure(figsize=(10, 5.4 * len(panels)), layout="constrained")
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     for ax, p in zip(axes, panels):
         steps = np.arange(len(p["divergence"]))
-        ax.plot(steps, _pos(p["divergence"]), color=CAND, lw=1.4, label="divergence: candidate vs reference")
-        for (lab, lev), col in zip(p["noise"].items(), (FLOOR, NOISE_REF)):
-            ax.plot(np.arange(len(lev)), _pos(lev), color=col, lw=1.0, ls=":", label=lab)
+        ax.plot(steps, _pos(p["divergence"]), color=CAND, lw=1.4, label=f"divergence: {p['pair']}")
+        for (lab, lev), col in zip(p["noise"].items(), (NOISE_CAND, NOISE_REF)):
+            ax.plot(np.arange(len(lev)), _pos(lev), color=col, lw=1.3, ls="-.", label=lab)
         ax.plot(steps, _pos(p["allowance"]), color=ALLOW, lw=1.6, ls="--",
                 label="allowance (the check's limit, from the tighter noise envelope)")
         spans = _unjudged_spans(p["judged"])
@@ -151,9 +151,10 @@ def divergence(panels: list[dict]) -> bytes:
         _log_decades(ax)
         ax.set_xlabel("training step (0 = the shared initial weights)")
         ax.set_ylabel("relative error, max over tensors")
-        ax.set_title(f"{p['title']}: {p['verdict'].upper()}, judged {p['judged_steps']} of {p['steps']} steps")
+        ax.set_title(f"{p['title']}: {p['pair']}: {p['verdict'].upper()}, judged {p['judged_steps']} of {p['steps']} "
+                     "steps")
         ax.grid(True, axis="x", alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, frameon=False)
     return _png(fig)
 
 
@@ -195,7 +196,7 @@ def _divergence_panel(dtype: str, names: dict, per_step: dict, summary: dict, ve
             "allowance": _floats(per_step["allowance"]), "judged": per_step["judged"],
             "first_failure": summary["first_failing_step"], "verdict": verdict, "steps": summary["steps"],
             "judged_steps": summary["judged_steps"],
-            "title": f"{dtype}: {names['candidate']} (candidate) vs {names['reference']} (reference)"}
+            "pair": f"{names['candidate']} (candidate) vs {names['reference']} (reference)", "title": dtype}
 
 
 def report_figures(r: dict, names) -> dict[str, bytes]:

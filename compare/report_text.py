@@ -323,7 +323,8 @@ def terminal_summary(r: dict, out: Path, seconds: float) -> str:
 
     lines = [f"{r['verdict'].upper()}: {who['candidate']} vs {who['reference']} on iris, judged "
              f"{r['judged_steps']} of {r['steps']} steps ({c['dtype']}, {c['optimizer']}, lr {c['lr']:g})"
-             + (f": {r['reason']}" if r["reason"] else ""),
+             + (": " + r["reason"].removeprefix(f"judged {r['judged_steps']} of {r['steps']} steps: ")
+                if r["reason"] else ""),
              f"  forward {worst('forward'):.1e}, gradients {worst('gradients'):.1e}, finite differences "
              f"{worst('finite_differences'):.1e}; trajectory max divergence {t['max_divergence']:.1e} "
              f"(judged noise envelope up to {_e(t['max_envelope_judged'])})"
