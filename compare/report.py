@@ -32,7 +32,8 @@ from .data import CLASS_NAMES, iris_split
 from .outputs import ReportDir
 from .registry import load
 from .report_data import ROLES, per_step, replay, slide_flowers, summary, test_split_predictions
-from .report_text import FIGURES, blocks, render_html, render_md, terminal_summary
+from .report_render import render_html, render_md
+from .report_text import FIGURES, blocks, terminal_summary
 from .results import jsonable
 from .spec import Spec
 from .trajectory import Trajectory, trajectory

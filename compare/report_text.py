@@ -1,17 +1,14 @@
 """The report's text: built from results.json's dict alone (so every figure in the prose is in the data),
-as a list of blocks rendered to markdown and to self-contained HTML (figures embedded as data: URLs)."""
+as a list of blocks (rendered by report_render.py to markdown and to self-contained HTML).  Text names
+the implementations with their roles ("jax (candidate)"); the data it reads is keyed by role."""
 from __future__ import annotations
 
-import base64
-import html
-import re
 from pathlib import Path
 
 import numpy as np
 
 from . import tolerances as tol
 from .data import CLASS_NAMES
-from .results import VERDICTS
 
 FIGURES = {"loss.png": "Training loss of both implementations, and their difference",
            "errors.png": "Per-layer forward and gradient errors of the candidate (log scale)",
@@ -108,10 +105,12 @@ def blocks(r: dict) -> list:
          else f"{c['batch_size']} rows per step, reshuffled every epoch (seeded)"],
         ["epochs / steps", f"{c['epochs']}" + (f" (stopped early after {t['epochs_run']['candidate']})"
                                                 if t["stopped_early"]["candidate"] else "") + f" / {t['steps']}"],
-        ["early stopping", "off" if c["patience"] is None else f"patience {c['patience']} on the test-split error rate"],
+        ["early stopping", "off" if c["patience"] is None
+         else f"patience {c['patience']} on the test-split error rate"],
         ["dropout", f"{c['dropout']:g}"], ["dtype", c["dtype"]],
         ["initial weights", c["weights_file"] or f"{c['init']} scheme, seed {c['seed']}"],
-        ["inputs", "standardised (training-split statistics)" if c["standardize"] else "raw iris features, as the slides"],
+        ["inputs", "standardised (training-split statistics)" if c["standardize"]
+         else "raw iris features, as the slides"],
         ["data", "iris: train = first 40 flowers of each species (120), test = last 10 of each (30)"]])]
     conv = ["The loss is the **mean** over the batch, as torch's default reduction, so `δ^l` carries 1/n.",
             "An error is normwise relative, `max|candidate − reference| / max|reference|` per tensor; NaN or Inf is "
@@ -203,7 +202,8 @@ def _trajectory_blocks(r, c, t, who, lab) -> list:
         B.append(("p", f"Companion run in {k['dtype']} (same options and seed): {_v(k['verdict'])}, judged "
                        f"{s['judged_steps']} of {s['steps']} steps; largest divergence {_e(s['max_divergence'])}, "
                        f"largest judged noise envelope {_e(s['max_envelope_judged'])}"
-                       + ("" if s["first_failing_step"] is None else f", first failing step **{s['first_failing_step']}**"
+                       + ("" if s["first_failing_step"] is None
+                          else f", first failing step **{s['first_failing_step']}**"
                           f" — {_failure_text(s['first_failure'], who)}") + "."))
         if k["trajectory"]["notes"]:
             B.append(("ul", [f"{k['dtype']}: {n}" for n in k["trajectory"]["notes"]]))
@@ -254,66 +254,6 @@ def _slide_blocks(s: dict, who: dict) -> list:
             ("p", f"\\* a known misprint on the slide (it dropped a digit): {mis}.")]
 
 
-# ---- rendering -------------------------------------------------------------------------------
-def render_md(blocks) -> str:
-    out = []
-    for kind, *a in blocks:
-        if kind == "h":
-            out.append("#" * a[0] + " " + a[1])
-        elif kind == "p":
-            out.append(a[0])
-        elif kind == "ul":
-            out.append("\n".join(f"- {x}" for x in a[0]))
-        elif kind == "pre":
-            out.append(f"```{a[1]}\n{a[0]}\n```")
-        elif kind == "img":
-            out.append(f"![{a[1]}]({a[0]})")
-        elif kind == "table":
-            cell = lambda x: str(x).replace("|", "\\|")  # noqa: E731
-            out.append("\n".join(["| " + " | ".join(map(cell, a[0])) + " |", "|" + " --- |" * len(a[0])]
-                                 + ["| " + " | ".join(map(cell, row)) + " |" for row in a[1]]))
-    return "\n\n".join(out) + "\n"
-
-
-CSS = ("body{font-family:system-ui,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;line-height:1.45;"
-       "color:#222}table{border-collapse:collapse;margin:1em 0;font-size:.9em}th,td{border:1px solid #ccc;"
-       "padding:.25em .6em;text-align:left}th{background:#f3f3f3}code,pre{background:#f6f6f6;font-size:.9em}"
-       "pre{padding:.8em;overflow-x:auto}img{max-width:100%;border:1px solid #eee}figure{margin:1em 0}"
-       "figcaption{color:#555;font-size:.9em}.agree{color:#176f2c}.disagree{color:#b00020}.inconclusive{color:#a05a00}")
-
-
-def _inline(text: str) -> str:
-    t = html.escape(str(text), quote=False)
-    t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
-    return re.sub(r"\*\*([^*]+)\*\*", r"<b>\1</b>", t).replace("\\*", "*")
-
-
-def render_html(blocks, out: Path) -> str:
-    """One self-contained page: the PNG figures in ``out`` are embedded as base64 data: URLs."""
-    body = []
-    for kind, *a in blocks:
-        if kind == "h":
-            cls = "" if a[0] != 1 else f' class="{next(v for v in VERDICTS if f": {v.upper()}," in a[1])}"'
-            body.append(f"<h{a[0]}{cls}>{_inline(a[1])}</h{a[0]}>")
-        elif kind == "p":
-            body.append(f"<p>{_inline(a[0])}</p>")
-        elif kind == "ul":
-            body.append("<ul>" + "".join(f"<li>{_inline(x)}</li>" for x in a[0]) + "</ul>")
-        elif kind == "pre":
-            body.append(f"<pre><code>{html.escape(a[0])}</code></pre>")
-        elif kind == "img":
-            data = base64.b64encode((out / a[0]).read_bytes()).decode()
-            body.append(f'<figure><img src="data:image/png;base64,{data}" alt="{html.escape(a[1])}">'
-                        f"<figcaption>{html.escape(a[1])}</figcaption></figure>")
-        elif kind == "table":
-            body.append("<table><tr>" + "".join(f"<th>{_inline(h)}</th>" for h in a[0]) + "</tr>"
-                        + "".join("<tr>" + "".join(f"<td>{_inline(x)}</td>" for x in row) + "</tr>" for row in a[1])
-                        + "</table>")
-    title = html.escape(blocks[0][2])
-    return (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>{title}</title>'
-            f"<style>{CSS}</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
-
-
 def terminal_summary(r: dict, out: Path, seconds: float) -> str:
     t, te, c = r["trajectory_summary"], r["test"], r["config"]
     who = {role: f"{r[role]} ({role})" for role in ("candidate", "reference")}
@@ -335,10 +275,10 @@ def terminal_summary(r: dict, out: Path, seconds: float) -> str:
     elif k is not None:
         lines.append(f"  {k['dtype']} companion: {k['verdict']}, judged {k['summary']['judged_steps']} of "
                      f"{k['summary']['steps']} steps, max divergence {k['summary']['max_divergence']:.1e}")
+    slide = ("" if r["slide"] is None else f"; slide's six flowers: {r['slide']['rel']:.1e} apart, about "
+             f"{r['slide']['significant_digits']} digits of the slide's print")
     lines.append(f"  test accuracy: {who['candidate']} {te['candidate']['correct']}/30, {who['reference']} "
-                 f"{te['reference']['correct']}/30" + ("" if r["slide"] is None else
-                                                       f"; slide's six flowers: {r['slide']['rel']:.1e} apart, about "
-                                                       f"{r['slide']['significant_digits']} digits of the slide's print"))
+                 f"{te['reference']['correct']}/30{slide}")
     if r["verdict"] != "agree":
         lines.append(f"  {r['verdict']}: " + ", ".join(f"{k} {v}" for k, v in r["parts"].items() if v != "agree"))
     lines.append(f"  written to {out}/ (report.html, report.md, results.json, figures, weights) in {seconds:.1f} s")
