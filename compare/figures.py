@@ -11,7 +11,8 @@ from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 from matplotlib.ticker import NullLocator
 
-MANUAL, TORCH, FLOOR, ALLOW, FAIL, FAIL_BAR = "#1f77b4", "#ff7f0e", "#7f7f7f", "#d62728", "#9467bd", "#e377c2"
+CAND, REF, FLOOR, ALLOW, FAIL, FAIL_BAR = "#1f77b4", "#ff7f0e", "#7f7f7f", "#d62728", "#9467bd", "#e377c2"
+NOISE_CAND, NOISE_REF = "#17becf", "#2ca02c"
 ZERO = 1e-18  # where an exact 0 is drawn on a log axis
 
 
@@ -43,39 +44,44 @@ def _pos(x) -> np.ndarray:
     return np.where(np.isfinite(x) & (x > 0), x, np.nan)
 
 
-def loss_curves(loss_manual, loss_torch, dtype: str) -> bytes:
-    """The two training-loss curves overlaid, and their difference."""
+def loss_curves(loss_c, loss_r, labels: dict, dtype: str) -> bytes:
+    """The two training-loss curves overlaid, and their difference; ``labels``: role -> legend text."""
     fig = Figure(figsize=(9, 5.6), layout="constrained")
     top, bot = fig.subplots(2, 1, sharex=True, height_ratios=[3, 2])
-    steps = np.arange(1, len(loss_manual) + 1)
-    top.plot(steps, loss_manual, color=MANUAL, lw=4, alpha=0.45, label="manual (NumPy)")
-    top.plot(steps, loss_torch, color=TORCH, lw=1.4, ls="--", label="torch")
+    steps = np.arange(1, len(loss_c) + 1)
+    top.plot(steps, _pos(loss_c), color=CAND, lw=4, alpha=0.45, label=labels["candidate"])
+    top.plot(np.arange(1, len(loss_r) + 1), _pos(loss_r), color=REF, lw=1.4, ls="--", label=labels["reference"])
     top.set_yscale("log")
     top.set_ylabel("training loss (mean over the batch)")
-    n = min(len(loss_manual), len(loss_torch))
-    diff = np.abs(np.asarray(loss_manual[:n], dtype=np.float64) - np.asarray(loss_torch[:n], dtype=np.float64))
-    top.set_title(f"Training loss per step, {dtype}: largest |manual − torch| = {float(np.max(diff)) if n else 0.0:.1e}")
+    n = min(len(loss_c), len(loss_r))
+    diff = np.abs(np.asarray(loss_c[:n], dtype=np.float64) - np.asarray(loss_r[:n], dtype=np.float64))
+    top.set_title(f"Training loss per step, {dtype}: largest |candidate − reference| = "
+                  f"{float(np.max(diff)) if n else 0.0:.1e}")
     top.legend()
     top.grid(True, which="both", alpha=0.3)
     bot.plot(steps[:n], _pos(diff), color=FAIL, lw=1)
     bot.set_yscale("log")
     bot.set_xlabel("training step")
-    bot.set_ylabel("|manual − torch|")
+    bot.set_ylabel("|candidate − reference|")
     zeros = int(np.sum(diff == 0))
     bot.set_title(f"absolute difference of the losses ({zeros} of {n} steps exactly equal, not drawn)", fontsize=10)
     bot.grid(True, which="both", alpha=0.3)
     return _png(fig)
 
 
-def tensor_errors(panels: list[tuple[str, list[dict]]], dtype: str) -> bytes:
-    """Bars of manual's relative error per tensor (log scale), one panel per section.
-    Each item: {"tensor", "rel", "allowed", "floor" (float32: torch's own error, else None)}; a bar over its
+def tensor_errors(panels: list[tuple[str, list[dict]]], dtype: str, names: dict) -> bytes:
+    """Bars of the candidate's relative error per tensor (log scale), one panel per section; ``names``:
+    role -> implementation name.  Each item: {"tensor", "rel", "allowed", "floor" (float32: the noise
+    floor, the tighter side's own float32 error; else None)}; a bar over its
     allowance is pink, an exact 0 hatched at the bottom, NaN/Inf a labelled bar above everything."""
     fig = Figure(figsize=(10, 4.4), layout="constrained")
     axes = fig.subplots(1, len(panels), squeeze=False, sharey=True,
                         width_ratios=[max(len(c), 1) for _, c in panels])[0]
     top, any_bad, any_floor = 0.0, False, False
     for ax, (title, checks) in zip(axes, panels):
+        if not checks:  # a section neither side could run
+            ax.set_title(title)
+            continue
         x = np.arange(len(checks))
         rel = np.array([c["rel"] for c in checks], dtype=np.float64)
         has_floor = any(c.get("floor") is not None for c in checks)
@@ -85,7 +91,7 @@ def tensor_errors(panels: list[tuple[str, list[dict]]], dtype: str) -> bytes:
         shown = np.where(np.isfinite(rel), np.maximum(rel, ZERO), big * 100)  # NaN/Inf: a bar above everything
         bad = ~(rel <= allowed)
         any_bad |= bool(bad.any())
-        bars = ax.bar(x - (w / 2 if has_floor else 0), shown, w, color=np.where(bad, FAIL_BAR, MANUAL))
+        bars = ax.bar(x - (w / 2 if has_floor else 0), shown, w, color=np.where(bad, FAIL_BAR, CAND))
         for b, r, y in zip(bars, rel, shown):
             if r == 0 or not np.isfinite(r):
                 ax.annotate("0" if r == 0 else str(r), (b.get_x() + b.get_width() / 2, y), ha="center",
@@ -102,38 +108,53 @@ def tensor_errors(panels: list[tuple[str, list[dict]]], dtype: str) -> bytes:
         top = max(top, float(np.max(shown)), float(np.max(allowed)))
         ax.set_xticks(x, [c["tensor"] for c in checks], rotation=0)
         ax.set_title(title)
-    axes[0].set_ylim(ZERO / 3, top * 1e4)
-    axes[0].set_ylabel("normwise relative error  max|m−t| / max|t|")
-    handles = [Patch(color=MANUAL, label="manual: relative error"),
+    axes[0].set_ylim(ZERO / 3, max(top, ZERO) * 1e4)
+    axes[0].set_ylabel("normwise relative error  max|c−r| / max|r|")
+    cand = f"{names['candidate']} (candidate)"
+    handles = [Patch(color=CAND, label=f"{cand}: relative error"),
                Line2D([], [], color=ALLOW, marker="_", ls="", markersize=14, mew=2.5, label="allowed")]
-    handles += [Patch(color=FAIL_BAR, label="manual: over its allowance")] if any_bad else []
-    handles += [Patch(color=FLOOR, label="torch's own error (noise floor)")] if any_floor else []
+    handles += [Patch(color=FAIL_BAR, label=f"{cand}: over its allowance")] if any_bad else []
+    handles += [Patch(color=FLOOR, label="noise floor (the tighter side's own float32 error)")] if any_floor else []
     axes[-1].legend(handles=handles, loc="upper right", fontsize=8, ncols=2)
-    fig.suptitle(f"Per-layer errors of manual against torch, {dtype} (log scale; exact 0 hatched at {ZERO:g})")
+    fig.suptitle(f"Per-layer errors of {cand} against {names['reference']} (reference), {dtype} "
+                 f"(log scale; exact 0 hatched at {ZERO:g})")
     return _png(fig)
 
 
+def _unjudged_spans(judged) -> list[tuple[int, int]]:
+    """(first, last) of every run of consecutive steps that were not judged."""
+    j = np.asarray(judged, dtype=bool)
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], (~j).astype(int), [0]])))
+    return [(int(s), int(e) - 1) for s, e in zip(edges[::2], edges[1::2])]
+
+
 def divergence(panels: list[dict]) -> bytes:
-    """Parameter divergence per step, one panel per dtype.  Each panel: {"title", "manual", "manual_label",
-    "floor", "floor_label", "allowance", "first_failure" (step or None)}."""
-    fig = Figure(figsize=(10, 4.6 * len(panels)), layout="constrained")
+    """Per step, one panel per dtype: the candidate-reference divergence, each side's noise level, the
+    allowance, the steps not judged shaded.  Each panel: {"title", "divergence", "noise" (label -> per
+    step), "allowance", "judged", "first_failure" (step or None), "verdict", "pair", "steps", "judged_steps"}."""
+    fig = Figure(figsize=(10, 5.4 * len(panels)), layout="constrained")
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
     for ax, p in zip(axes, panels):
-        steps = np.arange(len(p["manual"]))
-        ax.plot(steps, _pos(p["manual"]), color=MANUAL, lw=1.2, label=p["manual_label"])
-        ax.plot(steps, _pos(p["floor"]), color=FLOOR, lw=1.0, alpha=0.9, label=p["floor_label"])
-        ax.plot(steps, _pos(p["allowance"]), color=ALLOW, lw=1.6, ls="--", label="allowance (the check's limit)")
-        if p.get("horizon") is not None:
-            ax.axvspan(p["horizon"], len(steps) - 1, color=FLOOR, alpha=0.15,
-                       label=f"from step {p['horizon']}: rounding amplified, reported but not judged")
+        steps = np.arange(len(p["divergence"]))
+        ax.plot(steps, _pos(p["divergence"]), color=CAND, lw=1.4, label=f"divergence: {p['pair']}")
+        for (lab, lev), col in zip(p["noise"].items(), (NOISE_CAND, NOISE_REF)):
+            ax.plot(np.arange(len(lev)), _pos(lev), color=col, lw=1.3, ls="-.", label=lab)
+        ax.plot(steps, _pos(p["allowance"]), color=ALLOW, lw=1.6, ls="--",
+                label="allowance (the check's limit, from the tighter noise envelope)")
+        spans = _unjudged_spans(p["judged"])
+        for i, (s0, s1) in enumerate(spans):
+            ax.axvspan(s0 - 0.5, s1 + 0.5, color=FLOOR, alpha=0.18, lw=0,
+                       label=None if i else f"not judged ({sum(b - a + 1 for a, b in spans)} steps): the noise "
+                                            "runs drift too far, a bug cannot be told from chance")
         if p.get("first_failure") is not None:
             ax.axvline(p["first_failure"], color=FAIL, lw=2, label=f"first failing step ({p['first_failure']})")
         _log_decades(ax)
         ax.set_xlabel("training step (0 = the shared initial weights)")
         ax.set_ylabel("relative error, max over tensors")
-        ax.set_title(p["title"])
+        ax.set_title(f"{p['title']}: {p['pair']}: {p['verdict'].upper()}, judged {p['judged_steps']} of {p['steps']} "
+                     "steps")
         ax.grid(True, axis="x", alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.16), ncols=2, frameon=False)
     return _png(fig)
 
 
@@ -164,39 +185,45 @@ def _num(x) -> float:
     return float(x) if x is not None else float("nan")  # JSON keeps inf/nan as the strings "inf"/"nan"
 
 
-def _divergence_panel(dtype: str, per_step: dict, summary: dict) -> dict:
-    f32 = dtype == "float32"
-    return {"dtype": dtype, "manual": [_num(x) for x in per_step["param_divergence"]],
-            "floor": [_num(x) for x in per_step["noise_floor"]], "allowance": [_num(x) for x in per_step["allowance"]],
-            "first_failure": summary["first_failing_step"], "horizon": summary.get("horizon"),
-            "title": ("float32: both float32 runs against a float64 reference run" if f32
-                      else "float64: manual against torch"),
-            "manual_label": "manual float32 vs float64 reference" if f32 else "manual vs torch",
-            "floor_label": ("noise floor: torch float32 (+ rounding noise) vs float64 reference" if f32
-                            else "noise floor: torch 1 ulp away (+ rounding noise) vs torch")}
+def _floats(xs) -> list[float]:
+    return [_num(x) for x in xs] if xs is not None else []
+
+
+def _divergence_panel(dtype: str, names: dict, per_step: dict, summary: dict, verdict: str) -> dict:
+    noise = {f"noise level: {names[role]} ({role}) 1 ulp away + rounding noise, vs its own run":
+             _floats(per_step[f"noise_{role}"]) for role in ("candidate", "reference") if per_step[f"noise_{role}"]}
+    return {"dtype": dtype, "divergence": _floats(per_step["divergence"]), "noise": noise,
+            "allowance": _floats(per_step["allowance"]), "judged": per_step["judged"],
+            "first_failure": summary["first_failing_step"], "verdict": verdict, "steps": summary["steps"],
+            "judged_steps": summary["judged_steps"],
+            "pair": f"{names['candidate']} (candidate) vs {names['reference']} (reference)", "title": dtype}
 
 
 def report_figures(r: dict, names) -> dict[str, bytes]:
     """The figures ``names`` (of loss.png, errors.png, divergence.png, confusion.png) drawn from ``r``."""
     out, dtype = {}, r["config"]["dtype"]
+    who = {role: r[role] for role in ("candidate", "reference")}
+    labels = {role: f"{who[role]} ({role})" for role in who}
     if "loss.png" in names:
-        out["loss.png"] = loss_curves(r["per_step"]["loss_manual"], r["per_step"]["loss_torch"], dtype)
+        out["loss.png"] = loss_curves(r["per_step"]["loss_candidate"], r["per_step"]["loss_reference"], labels, dtype)
     if "errors.png" in names:
         def checks(sec):
             return [{"tensor": c["tensor"], "rel": _num(c["rel"]), "allowed": _num(c["allowed"]),
-                     "floor": None if c["torch_rel"] is None else _num(c["torch_rel"])}
+                     "floor": None if c["noise"] is None else _num(c["noise"])}
                     for c in sorted(r[sec]["checks"], key=lambda c: c["layer"] or 99)]
-        out["errors.png"] = tensor_errors([("forward: z, a per layer, loss", checks("forward")),
-                                           ("gradients: δ, ∂C/∂W, ∂C/∂b per layer", checks("gradients"))], dtype)
+        panels = [(t, checks(k)) for t, k in (("forward: z, a per layer, loss", "forward"),
+                                              ("gradients: δ, ∂C/∂W, ∂C/∂b per layer", "gradients"))
+                  if r[k]["checks"]]
+        out["errors.png"] = tensor_errors(panels or [("not available", [])], dtype, who)
     if "divergence.png" in names:
-        panels = [_divergence_panel(dtype, r["per_step"], r["trajectory_summary"])]
+        panels = [_divergence_panel(dtype, who, r["per_step"], r["trajectory_summary"], r["trajectory"]["verdict"])]
         if r.get("companion") and "per_step" in r["companion"]:
             c = r["companion"]
-            panels.append(_divergence_panel(c["dtype"], c["per_step"], c["summary"]))
+            panels.append(_divergence_panel(c["dtype"], who, c["per_step"], c["summary"], c["verdict"]))
         out["divergence.png"] = divergence(sorted(panels, key=lambda p: p["dtype"], reverse=True))  # float64 on top
     if "confusion.png" in names:
         te = r["test"]
-        out["confusion.png"] = confusion(te["y"], {f"manual ({te['manual']['weights']} weights)": te["manual"]["pred"],
-                                                   f"torch ({te['torch']['weights']} weights)": te["torch"]["pred"]},
+        out["confusion.png"] = confusion(te["y"], {f"{labels[role]}, {te[role]['weights']} weights": te[role]["pred"]
+                                                   for role in who},
                                          r["class_names"], "Test split (30 flowers): true class vs predicted")
     return out

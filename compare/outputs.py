@@ -37,8 +37,10 @@ from pathlib import Path
 
 REPORT_FILES = frozenset({
     "report.md", "report.html", "results.json", "loss.png", "errors.png", "divergence.png", "confusion.png",
-    "init.safetensors", "final-manual.safetensors", "final-torch.safetensors",
-    "restored-manual.safetensors", "restored-torch.safetensors"})
+    "init.safetensors", "final-candidate.safetensors", "final-reference.safetensors",
+    "restored-candidate.safetensors", "restored-reference.safetensors",
+    # the names of reports written before the roles (issue 12): still recognised, so they are replaced
+    "final-manual.safetensors", "final-torch.safetensors", "restored-manual.safetensors", "restored-torch.safetensors"})
 _TEMP = re.compile(r"^\.(?P<name>[^/]+)\.[^/.]+\.tmp$")  # manual.weights.atomic_write_bytes's temp files
 
 

@@ -155,7 +155,7 @@ def test_a_sigint_does_not_wait_for_the_companion(tmp_path, monkeypatch, capsys)
         time.sleep(0.3)  # the companion (1000 epochs in float32, seconds) is running now
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(H, "run_check", interrupted)
+    monkeypatch.setattr(H, "check", interrupted)
     t0 = time.perf_counter()
     assert main(["report", "--out", str(tmp_path / "rep"), "--no-slide"]) == 130
     assert time.perf_counter() - t0 < 2.0

@@ -1,4 +1,5 @@
-"""`python -m compare report`: the files, their content, the replay of `schedule`, the HTML, the exit codes."""
+"""`python -m compare report`: the files (named by role), their content, the verdict, the replay of `schedule`,
+the HTML, the exit codes."""
 from __future__ import annotations
 
 import base64
@@ -16,11 +17,12 @@ import manual
 from compare import tolerances as tol
 from compare.cli import main
 from compare.data import iris_split
+from manual.adapter import ManualImplementation
 
 ROOT = Path(__file__).resolve().parents[1]
 ARGS = ["--epochs", "50"]  # the lecture's example, shortened: the report's content, not its training
 FILES = ["report.md", "report.html", "results.json", "loss.png", "errors.png", "divergence.png", "confusion.png",
-         "init.safetensors", "final-manual.safetensors", "final-torch.safetensors"]
+         "init.safetensors", "final-candidate.safetensors", "final-reference.safetensors"]
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +46,40 @@ def test_every_file_is_written_and_no_temp_file_is_left(report):
         assert (report / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
 
 
-def test_results_json_holds_agree_config_and_the_schedule(report):
+def _metadata(path: Path) -> dict:
+    from safetensors import safe_open
+
+    with safe_open(str(path), framework="numpy") as f:
+        return json.loads(f.metadata()["description"])
+
+
+def test_results_json_holds_the_verdict_roles_config_and_the_schedule(report):
     r = _results(report)
-    assert r["agree"] is True and all(r["parts"].values())
+    assert r["verdict"] == "agree" and r["agree"] is True and r["reason"] is None
+    assert set(r["parts"].values()) == {"agree"}
+    assert (r["candidate"], r["reference"]) == ("manual", "torch")
     assert r["config"]["epochs"] == 50 and r["config"]["optimizer"] == "sgd" and r["config"]["dtype"] == "float64"
+    assert r["steps"] == r["judged_steps"] == r["trajectory"]["steps"] == r["trajectory"]["judged_steps"] == 50
+    assert r["trajectory"]["verdict"] == "agree"
     assert len(r["schedule"]) == r["trajectory_summary"]["steps"] == 50  # full batch: one step per epoch
     assert all(rows == list(range(120)) for rows in r["schedule"])
-    assert len(r["per_step"]["loss_manual"]) == 50 and len(r["per_step"]["param_divergence"]) == 51
-    assert r["companion"]["dtype"] == "float32" and r["companion"]["agree"] is True
-    assert r["slide"]["agree"] is True and r["slide"]["misprints"] == [[0, 0]]
-    assert r["test"]["manual"]["pred"] == r["test"]["torch"]["pred"]
-    assert r["replay"]["manual_bit_identical"] is True
+    ps = r["per_step"]
+    assert len(ps["loss_candidate"]) == len(ps["loss_reference"]) == 50
+    for k in ("divergence", "envelope", "allowance", "judged", "noise_candidate", "noise_reference"):
+        assert len(ps[k]) == 51, k
+    assert all(j is True for j in ps["judged"])
+    assert all(d <= a for d, a in zip(ps["divergence"], ps["allowance"]))
+    assert r["companion"]["dtype"] == "float32" and r["companion"]["verdict"] == "agree"
+    assert r["companion"]["agree"] is True and len(r["companion"]["per_step"]["judged"]) == 51
+    assert r["slide"]["verdict"] == "agree" and r["slide"]["misprints"] == [[0, 0]]
+    assert r["test"]["candidate"]["pred"] == r["test"]["reference"]["pred"]
+    assert r["replay"]["candidate"]["bit_identical"] is True and r["replay"]["verdict"] == "agree"
+    # each weights file names its implementation in its metadata; the file names say the role
+    assert _metadata(report / "final-candidate.safetensors")["implementation"] == "manual"
+    assert _metadata(report / "final-reference.safetensors")["implementation"] == "torch"
+    assert "implementation" not in _metadata(report / "init.safetensors")
+    assert _metadata(report / "final-candidate.safetensors")["role"] == "candidate"
+    assert _metadata(report / "init.safetensors")["config"] == r["config"]
 
 
 def test_replaying_the_schedule_with_plain_sgd_reproduces_both_final_weight_files(report):
@@ -67,8 +92,8 @@ def test_replaying_the_schedule_with_plain_sgd_reproduces_both_final_weight_file
         _, g = net.gradients(data.X_train[rows], data.y_train[rows])
         for name, p in zip(net.names, net.params):
             p -= c["lr"] * g[name]
-    final_m = manual.load_weights(report / "final-manual.safetensors")
-    final_t = manual.load_weights(report / "final-torch.safetensors")
+    final_m = manual.load_weights(report / "final-candidate.safetensors")  # manual, the candidate
+    final_t = manual.load_weights(report / "final-reference.safetensors")  # torch, the reference
     assert set(final_m) == set(final_t) == {"W1", "b1", "W2", "b2"}
     for k, v in net.weights().items():
         assert v.dtype == final_m[k].dtype == np.float64
@@ -83,8 +108,11 @@ def test_markdown_and_html_show_the_figures_and_the_run(report):
     r = _results(report)
     for fig in ("loss.png", "errors.png", "divergence.png", "confusion.png"):
         assert f"]({fig})" in md
-    assert "AGREE" in md.splitlines()[0] and "misprint" in md
-    assert f"manual {r['test']['manual']['correct']}/30, torch {r['test']['torch']['correct']}/30" in md
+    assert md.splitlines()[0] == "# manual (candidate) vs torch (reference) on iris: AGREE, judged 50 of 50 steps"
+    assert "misprint" in md and "**Verdict:** every compared quantity" in md
+    assert (f"manual (candidate) {r['test']['candidate']['correct']}/30, torch (reference) "
+            f"{r['test']['reference']['correct']}/30") in md
+    assert '<h1 class="agree">' in html
     # self-contained: the four figures embedded as data: URLs, nothing loaded from elsewhere
     images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)
     assert len(images) == 4
@@ -105,8 +133,9 @@ def test_same_seed_gives_an_identical_results_json(report, tmp_path, monkeypatch
     # this run computes the float32 companion in this process (the fixture's forked it): the same bytes either way
     monkeypatch.setenv("COMPARE_REPORT_NO_FORK", "1")
     assert main(["report", "--out", str(tmp_path), *ARGS]) == 0
-    assert capsys.readouterr().out.startswith("AGREE")
-    for name in ("results.json", "init.safetensors", "final-manual.safetensors", "final-torch.safetensors"):
+    out = capsys.readouterr().out
+    assert out.startswith("AGREE: manual (candidate) vs torch (reference) on iris, judged 50 of 50 steps"), out
+    for name in ("results.json", "init.safetensors", "final-candidate.safetensors", "final-reference.safetensors"):
         assert (report / name).read_bytes() == (tmp_path / name).read_bytes(), name
 
 
@@ -117,11 +146,12 @@ def test_float32_early_stopping_report_records_the_restored_weights(tmp_path, ca
     r = _results(tmp_path)
     assert r["companion"]["dtype"] == "float64" and r["replay"] is None and r["slide"] is None
     s = r["trajectory_summary"]
-    assert s["stopped_early"] == {"manual": True, "torch": True} and s["restored_best"]["manual"]
-    assert len(r["schedule"]) == s["steps"] == 3 * s["epochs_run"]["manual"]
-    restored = manual.load_weights(tmp_path / "restored-manual.safetensors")
+    assert s["stopped_early"] == {"candidate": True, "reference": True} and s["restored_best"]["candidate"]
+    assert len(r["schedule"]) == s["steps"] == 3 * s["epochs_run"]["candidate"]
+    restored = manual.load_weights(tmp_path / "restored-candidate.safetensors")
     assert restored["W1"].dtype == np.float32
-    assert r["test"]["manual"]["weights"] == "restored"
+    assert _metadata(tmp_path / "restored-reference.safetensors")["implementation"] == "torch"
+    assert r["test"]["candidate"]["weights"] == "restored"
     md = (tmp_path / "report.md").read_text()
     assert "test accuracy below is optimistic" in md and "not replayed" in md
     capsys.readouterr()
@@ -140,3 +170,64 @@ def test_the_html_renders_with_its_images_in_headless_chromium(report, tmp_path)
     # the error bars of errors.png are drawn in matplotlib's blue (31, 119, 180): only a rendered image has it
     blue = np.all(np.abs(px - [31, 119, 180]) <= 12, axis=-1).sum()
     assert blue > 2000, f"only {blue} pixels of the figures' blue: the embedded images did not render"
+
+
+def test_swapped_roles_name_each_implementation_where_it_means_it(tmp_path, capsys):
+    assert main(["report", "--out", str(tmp_path), "--candidate", "torch", "--reference", "manual", "--epochs", "5",
+                 "--no-companion"]) == 0
+    r = _results(tmp_path)
+    assert (r["candidate"], r["reference"], r["verdict"]) == ("torch", "manual", "agree")
+    assert _metadata(tmp_path / "final-candidate.safetensors")["implementation"] == "torch"
+    assert _metadata(tmp_path / "final-reference.safetensors")["implementation"] == "manual"
+    assert not list(tmp_path.glob("*-torch.*")) and not list(tmp_path.glob("*-manual.*"))
+    md = (tmp_path / "report.md").read_text()
+    assert md.startswith("# torch (candidate) vs manual (reference) on iris: AGREE, judged 5 of 5 steps")
+    assert "torch (candidate) " in md and "manual (reference) " in md
+    # the replay goes through the candidate's forward_backward (torch's): judged, bit identity reported either way
+    assert r["replay"]["verdict"] == "agree" and isinstance(r["replay"]["candidate"]["bit_identical"], bool)
+    assert capsys.readouterr().out.startswith("AGREE: torch (candidate) vs manual (reference) on iris, judged 5 of 5")
+
+
+def test_an_inconclusive_report_says_so_in_its_title_and_why(tmp_path, monkeypatch, capsys):
+    monkeypatch.setattr(tol, "ENVELOPE_LIMIT", 0.0)  # no step can be judged: nothing to tell a bug from chance by
+    assert main(["report", "--out", str(tmp_path), "--epochs", "4", "--no-companion", "--no-slide"]) == 3
+    r = _results(tmp_path)
+    assert r["verdict"] == "inconclusive" and r["agree"] is False and (r["steps"], r["judged_steps"]) == (4, 0)
+    assert r["per_step"]["judged"] == [True, False, False, False, False]  # step 0: the shared initial weights
+    assert r["trajectory"]["verdict"] == "inconclusive" and "judged 0 of 4 steps" in r["reason"]
+    assert r["replay"]["verdict"] == "inconclusive" and r["replay"]["judged"] is False
+    md = (tmp_path / "report.md").read_text()
+    assert md.splitlines()[0].endswith(": INCONCLUSIVE, judged 0 of 4 steps")
+    assert f"**Why:** {r['reason']}." in md
+    assert '<h1 class="inconclusive">' in (tmp_path / "report.html").read_text()
+    out = capsys.readouterr().out
+    assert out.startswith("INCONCLUSIVE: manual (candidate) vs torch (reference) on iris, judged 0 of 4 steps")
+
+
+class OffGradient(ManualImplementation):
+    """manual with dC/db2 one percent off in its single passes (its training is manual's own)."""
+
+    def __init__(self):
+        super().__init__()
+        self.name = "tests.test_report:off_gradient"
+
+    def forward_backward(self, spec, weights, X, y, masks):
+        p = super().forward_backward(spec, weights, X, y, masks)
+        p.grads["b2"] = p.grads["b2"] * 1.01
+        return p
+
+
+def off_gradient():  # a factory: the registry takes a class with forward_backward for an instance
+    return OffGradient()
+
+
+def test_a_disagreeing_candidate_gives_a_disagree_report_and_exit_1(tmp_path, capsys):
+    assert main(["report", "--out", str(tmp_path), "--candidate", "tests.test_report:off_gradient", "--epochs", "3",
+                 "--no-companion", "--no-slide"]) == 1
+    r = _results(tmp_path)
+    assert r["verdict"] == "disagree" and r["agree"] is False and r["parts"]["gradients"] == "disagree"
+    assert r["reason"].startswith("gradients disagrees: db2")
+    md = (tmp_path / "report.md").read_text()
+    assert md.startswith("# tests.test_report:off_gradient (candidate) vs torch (reference) on iris: DISAGREE")
+    assert "disagreement in gradients" in md and '<h1 class="disagree">' in (tmp_path / "report.html").read_text()
+    assert capsys.readouterr().out.startswith("DISAGREE: tests.test_report:off_gradient (candidate)")
