@@ -107,10 +107,14 @@ def test_gradients_equal_autograd_to_1e12(activation, output, loss, depth):
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device on this machine (CI has none)")
-def test_cuda_check_agrees_and_forces_full_float32_precision():
-    from compare.harness import run_check
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_cuda_reference_agrees_with_manual_and_forces_full_float32_precision(dtype):
+    from compare.harness import check
     from compare.spec import Spec
 
-    res, _ = run_check(Spec(dtype="float32", device="cuda", epochs=50))
-    assert res.agree
-    assert res.environment["float32_matmul_precision"] == "highest" and res.environment["allow_tf32"] is False
+    res, _ = check("manual", "torch:cuda", Spec(dtype=dtype, epochs=50))
+    assert res.verdict == "agree", res.reason
+    if dtype == "float64":
+        assert max(c.rel for s in (res.forward, res.gradients) for c in s.checks) <= 1e-12
+    info = res.environment["reference"]
+    assert info["allow_tf32"] is False and info["float32_matmul_precision"] == "highest"
