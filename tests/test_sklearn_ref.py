@@ -91,9 +91,21 @@ class SklearnsDefaultNesterov(SklearnImplementation):
         return super()._classifier(spec, weights, X).set_params(nesterovs_momentum=True)
 
 
+class DummyVelocities(SklearnImplementation):
+    """Step 0 through partial_fit too: the optimiser of the initialising partial_fit is kept, with the
+    velocities of its dummy step (plain SGD never reads them, so only momentum shows it)."""
+
+    def _classifier(self, spec, weights, X):
+        clf = super()._classifier(spec, weights, X)
+        clf.fit = lambda X, y, sample_weight: clf.set_params(warm_start=False, batch_size=len(X) - 3).partial_fit(
+            X[sample_weight > 0], y[sample_weight > 0])
+        return clf
+
+
 @pytest.mark.parametrize("bug, kw, first", [
     (NotTransposed, dict(hidden=(4,)), "W1"),
     (SklearnsDefaultNesterov, dict(optimizer="momentum", batch_size=30), "W"),
+    (DummyVelocities, dict(optimizer="nesterov", batch_size=30), "W"),
 ])
 def test_a_planted_loading_mistake_is_caught(bug, kw, first):
     res, _ = check(bug(), "torch", Spec(epochs=3, **kw))
