@@ -14,7 +14,7 @@ The dummy call also made an optimiser with velocities from its own step, so step
 and warm_start keeps the loaded weights; its warm-start check wants every class in y, so one row per
 class is appended with sample_weight 0 (no share in the loss, the gradients or sw_sum = n_batch).
 Steps 1.. are ``partial_fit`` with warm_start=False (one epoch over exactly that batch, the optimiser
-kept; its class check then only wants y within classes_).
+kept; its class check then only wants y within classes_).  sample_weight in MLPClassifier.fit: >= 1.7.
 """
 from __future__ import annotations
 
@@ -29,6 +29,7 @@ from compare.protocol import TrainResult
 
 ACT = {"sigmoid": "logistic", "tanh": "tanh", "relu": "relu"}  # MLPClassifier also has "identity"
 CLASSES = np.arange(3)
+SK_VERSION = tuple(int(p) for p in sklearn.__version__.split(".")[:2])
 NO_FORWARD = ("has no public z^l or hidden a^l: MLPClassifier's public API returns only a^L (predict_proba); "
               "the layers are computed inside the private _forward_pass")
 UNAVAILABLE = {
@@ -40,7 +41,8 @@ UNAVAILABLE = {
 
 
 def _trajectory_reasons(spec) -> list[str]:
-    why = []
+    why = [] if SK_VERSION >= (1, 7) else [f"needs scikit-learn >= 1.7 (MLPClassifier.fit's sample_weight), "
+                                           f"found {sklearn.__version__}"]
     if spec.activation not in ACT:
         why.append(f"MLPClassifier's hidden activations are identity, logistic, tanh and relu: no {spec.activation}")
     if spec.output != "softmax" or spec.loss != "cross_entropy":
