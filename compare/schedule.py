@@ -32,23 +32,17 @@ def dropout_mask(rng: np.random.Generator, p: float, shape, dtype) -> np.ndarray
 
 
 class MaskSource:
-    """Dropout masks drawn once from ``default_rng([seed, stream])``, as ``masks(step, layer, shape)``
-    (stream 1: training runs; stream 3: the single forward/gradient batch).  ``cast(dtype)`` gives
-    the same masks in another dtype."""
+    """Dropout masks as ``masks(step, layer, shape)``, each drawn from ``default_rng([seed, stream,
+    step, layer])`` (stream 1: training runs; stream 3: the single forward/gradient batch): the
+    same mask whichever run asks first, from whichever thread.  ``cast(dtype)`` gives the same
+    masks in another dtype."""
 
     def __init__(self, p: float, seed: int, dtype, stream: int = 1):
-        self.p, self.dtype = p, np.dtype(dtype)
-        self.rng = np.random.default_rng([seed, stream])
-        self.cache: dict[tuple[int, int], np.ndarray] = {}
+        self.p, self.dtype, self.seed, self.stream = p, np.dtype(dtype), seed, stream
 
     def __call__(self, step: int, layer: int, shape) -> np.ndarray:
-        key = (step, layer)
-        if key not in self.cache:
-            self.cache[key] = dropout_mask(self.rng, self.p, shape, self.dtype)
-        m = self.cache[key]
-        if m.shape != tuple(shape):
-            raise RuntimeError(f"mask for step {step} layer {layer} was drawn with shape {m.shape}, asked {shape}")
-        return m
+        rng = np.random.default_rng([self.seed, self.stream, step, layer])
+        return dropout_mask(rng, self.p, tuple(shape), self.dtype)
 
     def cast(self, dtype):
         dtype = np.dtype(dtype)

@@ -15,17 +15,17 @@ import numpy as np
 
 from . import tolerances as tol
 from .protocol import Data, TrainResult
-from .results import Section, TensorCheck, check_tensor, section, worst
+from .lockstep import Lockstep, PairSummary, flat, run_all
+from .results import Section, TensorCheck, check_tensor, section
 from .schedule import MaskSource, batches, epoch_orders
 from .vocabulary import param_names
 
 
 @dataclass
 class Run:
-    """One implementation's training run: params[s] = every parameter after step s (row 0 = the
-    initial weights), flattened in the order W1, b1, W2, b2, ... (float64)."""
+    """One implementation's training run as the check keeps it: its result and the loss per step
+    (its weights were compared step by step as it went, and not kept; see lockstep.py)."""
     result: TrainResult
-    params: np.ndarray
     loss: np.ndarray
 
 
@@ -45,10 +45,6 @@ class Trajectory:
     schedule: list                 # the sample indices of every step
 
 
-def _flat(w: dict, names) -> np.ndarray:
-    return np.concatenate([np.asarray(w[k], dtype=np.float64).reshape(-1) for k in names])
-
-
 def _offsets(weights) -> dict:
     """name -> (start, stop, shape) in the flattened W1, b1, W2, ... vector."""
     offs, i = {}, 0
@@ -58,34 +54,30 @@ def _offsets(weights) -> dict:
     return offs
 
 
-class ZeroRecorder:
-    """A gradient hook that changes nothing and records, per step, which entries are exactly zero."""
-
-    def __init__(self):
-        self.zeros: list[dict] = []
-
-    def __call__(self, step, grads):
-        self.zeros.append({k: np.asarray(g) == 0 for k, g in grads.items()})
+def zero_recorder(lock: Lockstep, role: str):
+    """A gradient hook that changes nothing and hands the rendezvous which entries are exactly zero."""
+    def hook(step, grads):
+        lock.put_zeros(role, step, {k: np.asarray(g) == 0 for k, g in grads.items()})
         return grads
+    return hook
 
 
-def noise_hook(seed: int, side: int, structural: list):
-    """The gradient hook of a noise run: every entry g of a tensor G moved by
-    u NOISE_REL eps (|g| + max|G|), max over every gradient tensor G, u uniform in [-1, 1], except
-    structural zeros: entries that were
-    exactly zero at that step in both implementations' runs (``structural[step]``; a dead ReLU
-    unit, a dropped unit), which stay zero (tolerances.py)."""
+def noise_hook(seed: int, side: int, structural):
+    """The gradient hook of a noise run: every entry g of a tensor G moved by u NOISE_REL eps
+    (|g| + max|G|), max over every gradient tensor G, u uniform in [-1, 1], except structural zeros:
+    ``structural(step, own_zeros)`` gives the entries exactly zero at that step in both
+    implementations' runs (a dead ReLU unit, a dropped unit), which stay zero (tolerances.py)."""
     rng = np.random.default_rng([seed, 4, side])
 
     def hook(step, grads):
         out = {}
+        keep = structural(step, {k: np.asarray(g) == 0 for k, g in grads.items()})
         scale = max(float(np.max(np.abs(g), initial=0.0)) for g in grads.values())
         for k, g in grads.items():
             g = np.asarray(g)
             g64 = g.astype(np.float64)
-            keep = structural[step][k] if step < len(structural) else (g == 0)
             size = tol.NOISE_REL * float(np.finfo(g.dtype).eps) * (np.abs(g64) + scale)
-            out[k] = np.where(keep, g64, g64 + size * rng.uniform(-1, 1, g.shape)).astype(g.dtype)
+            out[k] = np.where(keep[k], g64, g64 + size * rng.uniform(-1, 1, g.shape)).astype(g.dtype)
         return out
     return hook
 
@@ -100,77 +92,71 @@ def nudge(weights: dict, seed: int, side: int) -> dict:
     return out
 
 
-def train_run(impl, spec, weights, data: Data, order, masks, hook=None) -> Run:
-    names = list(param_names(len(weights) // 2))
-    rows, losses = [_flat(weights, names)], []
+def _job(impl, role, lock, spec, weights, data, order, masks, hook, names):
+    def run():
+        losses = []
 
-    def on_step(step, w, loss):
-        rows.append(_flat(w, names))
-        losses.append(loss)
+        def on_step(step, w, loss):
+            losses.append(loss)
+            lock.arrive(role, step, flat(w, names), loss)
 
-    res = impl.train(spec, weights, data, order, masks, hook, on_step)
-    if len(rows) != len(res.loss) + 1:
-        raise RuntimeError(f"implementation {impl.name!r} called on_step {len(rows) - 1} times for "
-                           f"{len(res.loss)} recorded losses (see compare.protocol)")
-    return Run(res, np.stack(rows), np.asarray(res.loss, dtype=np.float64))
-
-
-def per_step_rel(A, B, offs, loss_a, loss_b, dtype) -> dict:
-    """Relative error after every step (row 0 = before training), per tensor and for the loss."""
-    out = {}
-    with np.errstate(invalid="ignore", divide="ignore", over="ignore"):
-        fin_b = np.abs(np.where(np.isfinite(B), B, 0))
-        floor = tol.GROUP_FLOOR[str(np.dtype(dtype))] * fin_b.max(1)  # all parameters at each step
-        for k, (s, e, _) in offs.items():
-            a, b = A[:, s:e], B[:, s:e]
-            bad = ~(np.isfinite(a).all(1) & np.isfinite(b).all(1))
-            d = np.abs(np.where(np.isfinite(a - b), a - b, 0)).max(1)
-            scale = np.maximum(fin_b[:, s:e].max(1), floor)
-            r = np.where(d == 0, 0.0, d / scale)
-            r[bad] = np.inf
-            out[k] = r
-        # the loss curve is one tensor: normwise over the steps so far (a single batch's loss can be
-        # ~1e-6 while its terms are ~10, so its own relative error would measure cancellation)
-        scale = np.maximum.accumulate(np.abs(np.where(np.isfinite(loss_b), loss_b, 0)))
-        lr = np.where(loss_a == loss_b, 0.0, np.abs(loss_a - loss_b) / scale)
-        out["loss"] = np.concatenate([[0.0], np.where(np.isfinite(lr), lr, np.inf)])
-    return out
+        try:
+            res = impl.train(spec, weights, data, order, masks, hook, on_step)
+        finally:
+            lock.finish(role)
+        if len(losses) != len(res.loss):
+            raise RuntimeError(f"implementation {impl.name!r} called on_step {len(losses)} times for "
+                               f"{len(res.loss)} recorded losses (see compare.protocol)")
+        return Run(res, np.asarray(res.loss, dtype=np.float64))
+    return run
 
 
-def _noise_level(noise: Run, own: Run, offs, dtype, n: int) -> np.ndarray:
-    """The noise run's distance from its own run, largest up to ENVELOPE_LEAD steps ahead, per step
-    0..n (inf past the noise run's end)."""
-    m = min(len(noise.loss), len(own.loss), n)
-    rel = per_step_rel(noise.params[:m + 1], own.params[:m + 1], offs, noise.loss[:m], own.loss[:m], dtype)
-    so_far = np.maximum.accumulate(np.max(np.stack(list(rel.values())), axis=0))
+def _levels(summary: PairSummary, m: int, n: int) -> np.ndarray:
+    """A noise run's distance from its own run, largest up to ENVELOPE_LEAD steps ahead, per step
+    0..n (inf past the step m where either run ended)."""
+    rel = summary.arrays()
+    so_far = np.maximum.accumulate(np.max(np.stack([v[:m + 1] for v in rel.values()]), axis=0))
     level = np.full(n + 1, np.inf)
-    level[:m + 1] = so_far[np.minimum(np.arange(m + 1) + tol.ENVELOPE_LEAD, m)]
+    k = min(m, n)
+    level[:k + 1] = so_far[np.minimum(np.arange(k + 1) + tol.ENVELOPE_LEAD, m)]
     return level
 
 
 def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSource | None = None) -> Trajectory:
-    """Train both sides from ``weights`` and judge every step (see the module docstring)."""
+    """Train both sides (and their noise runs) from ``weights`` in lockstep and judge every step."""
     n_train = data.X_train.shape[0]
     order = epoch_orders(n_train, spec.epochs, spec.batch_size, spec.seed)
     if masks is None and spec.dropout:
         masks = MaskSource(spec.dropout, spec.seed, spec.dtype)
     roles = {"candidate": candidate, "reference": reference}
-    can_noise = {r: "noise" not in impl.unavailable(spec) for r, impl in roles.items()}
-    zeros = {r: ZeroRecorder() for r in roles if can_noise[r]}
-    runs = {r: train_run(impl, spec, weights, data, order, masks, zeros.get(r)) for r, impl in roles.items()}
-    rec = [z.zeros for z in zeros.values()]
-    structural = [{k: np.logical_and.reduce([z[t][k] for z in rec]) for k in rec[0][t]}
-                  for t in range(min(map(len, rec)))] if rec else []
-    noise = {}
+    can_noise = [r for r, impl in roles.items() if "noise" not in impl.unavailable(spec)]
+    offs, dt, names = _offsets(weights), spec.dtype, param_names(len(weights) // 2)
+    pairs = {"candidate": PairSummary(offs, dt, worst=True),
+             **{f"noise {r}": PairSummary(offs, dt, worst=False) for r in can_noise}}
+
+    def compare(step, slots):  # a pair's rows stop at the first step where one of its runs has ended
+        for key, summary in pairs.items():
+            a, b = (("candidate", "reference") if key == "candidate" else (key, key.split()[1]))
+            if a in slots and b in slots and len(summary.rel["loss"]) == step + 1:
+                summary.add(slots[a][0], slots[b][0], slots[a][1], slots[b][1])
+
+    lock = Lockstep([*roles, *(f"noise {r}" for r in can_noise)], compare)
+    jobs = {r: _job(impl, r, lock, spec, weights, data, order, masks,
+                    zero_recorder(lock, r) if r in can_noise else None, names) for r, impl in roles.items()}
     for side, (r, impl) in enumerate(roles.items()):
-        if can_noise[r]:
-            noise[r] = train_run(impl, spec, nudge(weights, spec.seed, side), data, order, masks,
-                                 noise_hook(spec.seed, side, structural))
-    C, R = runs["candidate"], runs["reference"]
-    offs, dt = _offsets(weights), spec.dtype
+        if r in can_noise:
+            structural = (lambda step, own: lock.structural(step, can_noise, own))
+            jobs[f"noise {r}"] = _job(impl, f"noise {r}", lock, spec, nudge(weights, spec.seed, side), data, order,
+                                      masks, noise_hook(spec.seed, side, structural), names)
+    out = run_all(jobs)
+    for r in roles:  # the two real runs must finish; a noise run that diverges just ends its envelope
+        if isinstance(out[r], BaseException):
+            raise out[r]
+    C, R = out["candidate"], out["reference"]
+    noise = {r: out[f"noise {r}"] for r in can_noise if not isinstance(out[f"noise {r}"], BaseException)}
     n = min(len(C.loss), len(R.loss))
-    rel = per_step_rel(C.params[:n + 1], R.params[:n + 1], offs, C.loss[:n], R.loss[:n], dt)
-    levels = {r: _noise_level(noise[r], runs[r], offs, dt, n) for r in noise}
+    rel = {k: v[:n + 1] for k, v in pairs["candidate"].arrays().items()}
+    levels = {r: _levels(pairs[f"noise {r}"], len(pairs[f"noise {r}"].rel["loss"]) - 1, n) for r in can_noise}
     envelope = np.min(np.stack(list(levels.values())), axis=0) if levels else np.zeros(n + 1)
     judged = envelope <= tol.ENVELOPE_LIMIT
     judged[0] = True  # the shared initial weights
@@ -185,10 +171,8 @@ def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSourc
             cv, rv = (float(C.loss[s - 1]), float(R.loss[s - 1])) if s > 0 else (None, None)
             idx, shape, ma = [], [], (abs(cv - rv) if s > 0 else 0.0)
         else:
-            a, b, e = offs[k]
-            va, vb = C.params[s, a:b].reshape(e), R.params[s, a:b].reshape(e)
-            idx, cv, rv = worst(va, vb)
-            ma, shape = float(np.max(np.abs(va - vb))), list(e)
+            idx, cv, rv, ma = pairs["candidate"].worst[k][s]
+            shape = list(offs[k][2])
         c = TensorCheck(k, None if k == "loss" else int(k[1:]), shape, ma, float(r[s]), float(allowance[s]),
                         not len(fails), s, idx, cv, rv, float(envelope[s]))
         checks.append(c)
@@ -198,8 +182,10 @@ def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSourc
     if len(C.loss) != len(R.loss):
         notes.append(f"the candidate ran {len(C.loss)} steps, the reference {len(R.loss)}")
     for r in roles:
-        if r not in noise:
+        if r not in can_noise:
             notes.append(f"no noise run for the {r} ({roles[r].unavailable(spec)['noise']})")
+        elif r not in noise:
+            notes.append(f"the {r}'s noise run stopped: {out[f'noise {r}']}; its envelope ends there")
     checks += _epoch_checks(C.result, R.result, judged, n, order.shape[1], spec, notes)
     checks += _restored_checks(C.result, R.result, judged, allowance, n, order.shape[1], spec, offs, notes)
     sec = section("trajectory", checks)

@@ -195,7 +195,7 @@ def test_training_agrees_with_torch_step_by_step(optimizer, batch, activation, o
 
 
 def test_dropout_with_injected_masks_and_a_grad_hook():
-    from compare.harness import MaskSource
+    from compare.schedule import MaskSource
 
     # batches of 4 and a ragged 2; betas[0] = 0.6 takes torch.lerp's other branch (weight 0.4 -> 1 - 0.6 ...)
     spec = Spec(hidden=(6, 5), activation="leaky_relu", gamma=0.1, output="softmax", loss="cross_entropy",
@@ -206,7 +206,7 @@ def test_dropout_with_injected_masks_and_a_grad_hook():
         seen.append(step)
         return {k: g * (1 + 0.1 * step) + 1e-3 for k, g in grads.items()}
 
-    _assert_trajectories_agree(spec, _data("float64", 2), masks=MaskSource(spec), grad_hook=hook)
+    _assert_trajectories_agree(spec, _data("float64", 2), masks=MaskSource(spec.dropout, spec.seed, spec.dtype), grad_hook=hook)
     assert seen == [0, 1, 2, 3] * 2  # jax's steps, then torch's
 
 

