@@ -20,7 +20,7 @@ from typing import Callable
 
 import numpy as np
 
-from .data import Split, iris_split
+from .data import Split, check_fits, load_split
 from .finite_differences import finite_differences
 from .passes import forward_and_gradients
 from .protocol import Data
@@ -61,7 +61,8 @@ def check(candidate, reference, spec: Spec | None = None, data: Split | None = N
 
 
 def _check(cand, ref, spec, data, say):
-    data = data if data is not None else iris_split(spec.dtype, spec.standardize)
+    data = data if data is not None else load_split(spec)
+    check_fits(spec, data)
     weights = initial_weights(spec)
     impls = {"candidate": cand, "reference": ref}
     X, y = data.X_train, data.y_train
