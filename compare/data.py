@@ -199,6 +199,7 @@ def read_npz(path, max_bytes: int | None = None) -> dict[str, np.ndarray]:
         if not zipfile.is_zipfile(f):
             what = ("a pickle, refused (it could run code); save arrays with np.savez" if head[:1] == b"\x80"
                     else "a single .npy array, not an .npz archive" if head.startswith(b"\x93NUM")
+                    else "a corrupt or truncated .npz archive (no zip directory)" if head.startswith(b"PK")
                     else "not an .npz archive (np.savez of X_train, y_train, X_test, y_test)")
             raise _npz_error(path, what)
         try:
