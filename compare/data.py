@@ -242,6 +242,8 @@ def read_npz(path, max_bytes: int | None = None) -> dict[str, np.ndarray]:
     except (OSError, EOFError, KeyError, zipfile.BadZipFile, zlib.error) as e:
         raise _npz_error(path, f"a corrupt .npz archive ({type(e).__name__}: {e})") from None
     _validate_npz(path, arrays)
+    for v in arrays.values():
+        v.setflags(write=False)  # cached: shared by every split made from this file
     if len(_npz_cache) > 2:
         _npz_cache.clear()
     _npz_cache[key] = arrays
