@@ -1,4 +1,5 @@
-"""``python -m compare check|report``: a candidate implementation against a reference, on iris.
+"""``python -m compare check|report``: a candidate implementation against a reference, on iris (or
+--dataset digits|wine|breast_cancer, or your own --data FILE.npz).
 
 exit status: 0 everything agrees; 1 something disagrees (nothing else); 2 bad usage or input (one line
 on stderr); 3 inconclusive (fewer than half of the training steps could be judged); 4 an environment
@@ -58,6 +59,15 @@ def _spec_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--init", choices=INIT_SCHEMES, default=d["init"].default,
                    help="initial weight scheme (seeded)")
     g.add_argument("--standardize", action="store_true", help="standardise features (fitted on the training split)")
+    from .data import DATASETS
+
+    x = g.add_mutually_exclusive_group()
+    x.add_argument("--dataset", choices=DATASETS, default=d["dataset"].default,
+                   help="a data set shipped with scikit-learn, split per class: the first 80%% (rounded down) of "
+                        "each class's rows train, the rest test (default: iris, 40/10 per class)")
+    x.add_argument("--data", type=nonempty("--data"), default=None, metavar="FILE.npz",
+                   help="your own data instead: an .npz of X_train, y_train, X_test, y_test (float32/float64 "
+                        "features, integer labels 0..K-1)")
     g.add_argument("--weights", type=nonempty("--weights"), default=None, metavar="FILE", help="initial weights (safetensors W1, b1, ...)")
 
 
@@ -66,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog="python -m compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    c = sub.add_parser("check", help="compare forward, gradients and a training trajectory on iris")
+    c = sub.add_parser("check", help="compare forward, gradients and a training trajectory on iris or --dataset / --data")
     _spec_options(c)
     c.add_argument("--json", type=nonempty("--json"), metavar="PATH",
                    help="write the full result as JSON (- for standard output, instead of the table)")
@@ -93,7 +103,7 @@ def spec_from_args(a):
                 optimizer=a.optimizer, lr=a.lr, momentum=a.momentum, weight_decay=a.weight_decay,
                 batch_size=a.batch_size, epochs=a.epochs, dropout=a.dropout, patience=a.early_stopping,
                 seed=a.seed, dtype=a.dtype, init=a.init, standardize=a.standardize,
-                weights_file=a.weights)
+                weights_file=a.weights, dataset=a.dataset if a.data is None else "npz", data_file=a.data)
 
 
 def format_table(res) -> str:
@@ -148,6 +158,9 @@ def _main(argv) -> int:
             from .lessons.cli import run as run_lessons
             return run_lessons(args)
         spec = spec_from_args(args)
+        if args.command == "report" and spec.dataset != "iris":  # until compare/report*.py name the data
+            raise ValueError(f"report is on iris only for now; use check for --{'data' if spec.data_file else 'dataset'}"
+                             f" {spec.data_name}")
         preflight(spec, companion=args.command == "report" and args.companion)
         from .registry import load
         candidate, reference = load(args.candidate, "candidate"), load(args.reference, "reference")

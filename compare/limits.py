@@ -8,8 +8,9 @@ before it starts instead of ending in a MemoryError, an OverflowError or a casca
 
 The memory rule (``run_bytes``): a run keeps the trajectory record, 8 bytes x parameters x (steps + 1)
 x 4 runs (manual, torch, and torch twice more for the noise floor; twice that when the report's companion
-runs beside it), plus the sample order (8 bytes x 120 rows x epochs), plus a working set of parameters,
-gradients, optimiser state and activations (8 bytes x (16 x parameters + 16 x 120 rows x units)).  A run
+runs beside it), plus the sample order (8 bytes x training rows x epochs), plus a working set of parameters,
+gradients, optimiser state and activations (8 bytes x (16 x parameters + 16 x training rows x units)), the
+training rows being the data's (spec.n_train: 120 for iris).  A run
 whose estimate exceeds half of this machine's physical memory (os.sysconf) is refused, naming the
 option(s) to lower and the estimate in GB.
 """
@@ -23,7 +24,7 @@ import numpy as np
 SEED_MAX = 2**64 - 1      # torch.Generator.manual_seed takes up to 2**64 - 1; numpy any integer >= 0
 MEMORY_FRACTION = 0.5     # refuse a run estimated above this fraction of physical memory
 TRAJECTORY_RUNS = 4
-ROWS = 120                # the iris training split
+ROWS = 120                # the iris training split (a spec without n_train)
 
 
 # ---- --seed ----------------------------------------------------------------------------------------
@@ -58,18 +59,24 @@ def parameter_count(sizes) -> int:
     return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
 
 
+def rows_of(spec) -> int:
+    """Training rows of the spec's data (spec.n_train; iris' 120 for an object without it)."""
+    return getattr(spec, "n_train", None) or ROWS
+
+
 def steps_of(spec) -> int:
-    batch = spec.batch_size or ROWS
-    return spec.epochs * -(-ROWS // batch)
+    rows = rows_of(spec)
+    batch = spec.batch_size or rows
+    return spec.epochs * -(-rows // batch)
 
 
 def run_bytes(spec, companion: bool = False) -> dict[str, int]:
     """The rule's estimate, in bytes, in its three parts (Python integers: no overflow at any size)."""
-    P, steps = parameter_count(spec.sizes), steps_of(spec)
+    P, steps, rows = parameter_count(spec.sizes), steps_of(spec), rows_of(spec)
     runs = TRAJECTORY_RUNS * (2 if companion else 1)
     return {"trajectory": 8 * P * (steps + 1) * runs,
-            "order": 8 * ROWS * spec.epochs,
-            "working set": 8 * (16 * P + 16 * ROWS * sum(spec.sizes))}
+            "order": 8 * rows * spec.epochs,
+            "working set": 8 * (16 * P + 16 * rows * sum(spec.sizes))}
 
 
 def _gb(n: int) -> str:
@@ -92,8 +99,8 @@ def check_run_size(spec, companion: bool = False, memory: int | None = None) -> 
         lower = "lower --hidden (fewer or smaller hidden layers)"
         why = f"{P:,} parameters"
     else:
-        lower = "lower --epochs" + (" or --hidden" if P > parameter_count([4, 6, 3]) else "") + (
-            " or raise --batch-size" if spec.batch_size and spec.batch_size < ROWS else "")
+        lower = "lower --epochs" + (" or --hidden" if P > parameter_count([spec.sizes[0], 6, spec.sizes[-1]]) else "") + (
+            " or raise --batch-size" if spec.batch_size and spec.batch_size < rows_of(spec) else "")
         runs = TRAJECTORY_RUNS * (2 if companion else 1)
         why = f"the trajectory record is 8 bytes x {P:,} parameters x {steps + 1:,} steps x {runs} runs"
     raise ValueError(f"this run would need about {_gb(total)} of memory ({why}), more than "
@@ -168,10 +175,10 @@ def preflight(spec, companion: bool = False) -> None:
     sizes = manual.check_weights(w)
     if sizes != spec.sizes:
         raise ValueError(f"--weights {spec.weights_file!r} has layer sizes {sizes}; the spec needs {spec.sizes} "
-                         f"(iris: 4 inputs, 3 classes; set --hidden to match)")
+                         f"({spec.data_name}: {spec.sizes[0]} inputs, {spec.sizes[-1]} classes; set --hidden to match)")
     w = cast_weights(w, spec.dtype, spec.weights_file)
-    from .data import iris_split
+    from .data import load_split
 
-    data = iris_split(spec.dtype, spec.standardize)
+    data = load_split(spec)
     check_initial_forward(w, data.X_train, spec.activation, spec.output, spec.loss, data.y_train, spec.dtype,
                           getattr(spec, "gamma", None))

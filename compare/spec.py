@@ -34,10 +34,28 @@ class Spec:
     init: str = "torch"
     standardize: bool = False
     weights_file: str | None = None    # initial weights from a safetensors file instead of ``init``
+    dataset: str = "iris"              # one of data.DATASETS; "npz" for a data_file
+    data_file: str | None = None       # a user's .npz (X_train, y_train, X_test, y_test) instead of dataset
+    n_inputs: int | None = None        # filled from the data at construction (iris: 4 features,
+    n_classes: int | None = None       # 3 classes, 120 training rows, without reading anything)
+    n_train: int | None = None
 
     def __post_init__(self):
         self.hidden = tuple(int(h) for h in self.hidden)
         self.betas = tuple(float(b) for b in self.betas)
+        from .data import DATASETS, NPZ, data_sizes
+
+        if self.data_file and self.dataset == "iris":  # the default dataset: a data_file replaces it
+            self.dataset = NPZ
+        if self.data_file and self.dataset != NPZ:
+            raise ValueError(f"data_file ({self.data_file!r}) and dataset ({self.dataset!r}) are exclusive")
+        if not self.data_file and self.dataset not in DATASETS:
+            raise ValueError(f"dataset={self.dataset!r} is not known; expected one of {list(DATASETS)}"
+                             + (" (with data_file)" if self.dataset == NPZ else ""))
+        if None in (self.n_inputs, self.n_classes, self.n_train):
+            sizes = data_sizes(self.dataset, self.data_file)
+            self.n_inputs, self.n_classes, self.n_train = (
+                v if v is not None else d for v, d in zip((self.n_inputs, self.n_classes, self.n_train), sizes))
         self.validate()
 
     def validate(self):
@@ -55,6 +73,10 @@ class Spec:
                                  f"activation={self.activation!r}")
             if not (isinstance(self.gamma, (int, float)) and math.isfinite(self.gamma) and self.gamma >= 0):
                 raise ValueError(f"gamma must be a finite number >= 0, got {self.gamma!r}")
+        for name in ("n_inputs", "n_classes", "n_train"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
+                raise ValueError(f"{name} must be an integer >= 1 (from the data), got {v!r}")
         if self.hidden and min(self.hidden) < 1:
             raise ValueError(f"hidden={list(self.hidden)}: every hidden layer size must be >= 1")
         if self.dropout and not self.hidden:
@@ -71,14 +93,22 @@ class Spec:
             raise ValueError(f"dropout must be a probability in [0, 1), got {self.dropout!r}")
         if self.epochs < 0:
             raise ValueError(f"epochs must be >= 0, got {self.epochs}")
-        if self.batch_size is not None and not 1 <= self.batch_size <= 120:
-            raise ValueError(f"batch_size must be in [1, 120] (the iris training split), got {self.batch_size}")
+        if self.batch_size is not None and not 1 <= self.batch_size <= self.n_train:
+            raise ValueError(f"batch_size must be in [1, {self.n_train}] (the {self.data_name} training split), "
+                             f"got {self.batch_size}")
         if self.patience is not None and self.patience < 1:
             raise ValueError(f"patience (early stopping) must be >= 1 epoch, got {self.patience}")
 
     @property
     def sizes(self) -> list[int]:
-        return [4, *self.hidden, 3]
+        return [self.n_inputs, *self.hidden, self.n_classes]
+
+    @property
+    def data_name(self) -> str:
+        """The data set's name, or the --data file's name."""
+        import os
+
+        return os.path.basename(self.data_file) if self.data_file else self.dataset
 
     @property
     def np_dtype(self) -> np.dtype:

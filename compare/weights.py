@@ -15,6 +15,6 @@ def initial_weights(spec) -> dict[str, np.ndarray]:
         sizes = check_weights(w)
         if sizes != spec.sizes:
             raise ValueError(f"--weights {spec.weights_file!r} has layer sizes {sizes}; the spec needs {spec.sizes} "
-                             f"({spec.sizes[0]} inputs, {spec.sizes[-1]} classes; set --hidden to match)")
+                             f"({spec.data_name}: {spec.sizes[0]} inputs, {spec.sizes[-1]} classes; set --hidden to match)")
         return {k: w[k].astype(spec.np_dtype) for k in param_names(len(sizes) - 1)}
     return init_weights(spec.sizes, spec.init, spec.seed, spec.dtype)
