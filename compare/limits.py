@@ -23,7 +23,11 @@ import numpy as np
 
 SEED_MAX = 2**64 - 1      # torch.Generator.manual_seed takes up to 2**64 - 1; numpy any integer >= 0
 MEMORY_FRACTION = 0.5     # refuse a run estimated above this fraction of physical memory
-TRAJECTORY_RUNS = 4
+TRAJECTORY_RUNS = 4        # the candidate, the reference and their noise runs, in memory at once (lockstep.py)
+# The trajectory keeps per step, per tensor, summaries only (lockstep.PairSummary): three relative
+# errors as Python floats and the worst entry's index and values: 344 bytes per step and tensor
+# (tracemalloc, 10,000 steps of the 4-6-3 net), rounded up.
+STEP_RECORD_BYTES = 400
 ROWS = 120                # the iris training split (a spec without n_train)
 
 
@@ -73,10 +77,10 @@ def steps_of(spec) -> int:
 def run_bytes(spec, companion: bool = False) -> dict[str, int]:
     """The rule's estimate, in bytes, in its three parts (Python integers: no overflow at any size)."""
     P, steps, rows = parameter_count(spec.sizes), steps_of(spec), rows_of(spec)
-    runs = TRAJECTORY_RUNS * (2 if companion else 1)
-    return {"trajectory": 8 * P * (steps + 1) * runs,
+    tensors = 2 * (len(spec.sizes) - 1)
+    return {"trajectory": STEP_RECORD_BYTES * tensors * (steps + 1) * (2 if companion else 1),
             "order": 8 * rows * spec.epochs,
-            "working set": 8 * (16 * P + 16 * rows * sum(spec.sizes))}
+            "working set": 8 * (6 * TRAJECTORY_RUNS * P + 16 * rows * sum(spec.sizes))}
 
 
 def _gb(n: int) -> str:
@@ -101,8 +105,8 @@ def check_run_size(spec, companion: bool = False, memory: int | None = None) -> 
     else:
         lower = "lower --epochs" + (" or --hidden" if P > parameter_count([spec.sizes[0], 6, spec.sizes[-1]]) else "") + (
             " or raise --batch-size" if spec.batch_size and spec.batch_size < rows_of(spec) else "")
-        runs = TRAJECTORY_RUNS * (2 if companion else 1)
-        why = f"the trajectory record is 8 bytes x {P:,} parameters x {steps + 1:,} steps x {runs} runs"
+        why = (f"the per-step record is about {STEP_RECORD_BYTES} bytes x {2 * (len(spec.sizes) - 1)} tensors x "
+               f"{steps + 1:,} steps" + (" x 2 dtypes" if companion else ""))
     raise ValueError(f"this run would need about {_gb(total)} of memory ({why}), more than "
                      f"{MEMORY_FRACTION:.0%} of this machine's {_gb(memory)}; {lower}")
 

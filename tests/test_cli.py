@@ -172,8 +172,8 @@ REFUSED_UP_FRONT = {
     "seed text": (["--seed", "x"], "argument --seed: must be an integer in 0 .. "),
     "empty json": (["--json", ""], "argument --json: must not be empty"),
     "empty weights": (["--weights", ""], "argument --weights: must not be empty"),
-    "epochs 1e9": (["--epochs", "1000000000"], ("of memory (the trajectory record is 8 bytes x 51 parameters x "
-                                                 "1,000,000,001 steps x 4 runs), more than 50% of this machine's")),
+    "epochs 1e9": (["--epochs", "1000000000"], ("of memory (the per-step record is about 400 bytes x 4 tensors x "
+                                                 "1,000,000,001 steps), more than 50% of this machine's")),
     "epochs 1e23": (["--epochs", "99999999999999999999999"], "; lower --epochs"),
     "hidden 1e9": (["--hidden", "1000000000"], "(8,000,000,003 parameters), more than 50% of this machine's"),
     "weights /dev/zero": (["--weights", "/dev/zero"], "'/dev/zero' is not a regular file (a character device)"),

@@ -206,10 +206,10 @@ def test_an_initial_forward_pass_that_overflows_names_the_layer():
 
 
 RUN_SIZES = {  # with 16 GB of memory: the limit is 8 GB
-    "epochs 1e9": ({"epochs": 10**9}, (r"^this run would need about 2,592.0 GB of memory \(the trajectory record is "
-                                       r"8 bytes x 51 parameters x 1,000,000,001 steps x 4 runs\), more than 50% of "
+    "epochs 1e9": ({"epochs": 10**9}, (r"^this run would need about 2,560.0 GB of memory \(the per-step record is "
+                                       r"about 400 bytes x 4 tensors x 1,000,000,001 steps\), more than 50% of "
                                        r"this machine's 16.0 GB; lower --epochs$")),
-    "epochs 1e23": ({"epochs": 99999999999999999999999}, r"about 2.59e\+17 GB .* lower --epochs$"),
+    "epochs 1e23": ({"epochs": 99999999999999999999999}, r"about 2.56e\+17 GB .* lower --epochs$"),
     "hidden 1e9": ({"hidden": (10**9,)}, r"\(8,000,000,003 parameters\), .* lower --hidden"),
     "SGD steps": ({"epochs": 10**6, "batch_size": 1}, r"lower --epochs or raise --batch-size$"),
 }
