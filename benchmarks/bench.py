@@ -2,7 +2,7 @@
 """manual/ (NumPy by hand) against torch_ref/ (torch.nn + torch.optim) and jax_ref/ (jitted JAX) on this
 machine's CPU: the entry point.
 
-    make bench                      # = .venv/bin/python benchmarks/bench.py   (~3 minutes)
+    make bench                      # = .venv/bin/python benchmarks/bench.py   (some minutes; more with JAX)
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE make bench   # when those are set: they can slow NumPy
     .venv/bin/python benchmarks/bench.py --wait-idle 900       # on a shared machine: start when it is idle
     .venv/bin/python benchmarks/bench.py --quick               # a smoke run, numbers rougher
