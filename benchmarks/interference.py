@@ -25,7 +25,9 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import bench  # noqa: E402
+import bench  # noqa: E402, F401  (puts benchmarks/ and the repository on sys.path)
+import cases  # noqa: E402
+from worker import ROOT, Worker  # noqa: E402
 
 ROUNDS, REPS, IDLE = 7, 3, 1.0
 
@@ -41,9 +43,9 @@ def _block(fn, reps=REPS):
 
 def same_process() -> dict:
     """Runs in a child process (so that the environment applies before NumPy loads)."""
-    case = bench.CASE["big32"]
-    np_step = bench.numpy_functions(case)["step"][1]
-    th_step = bench.torch_functions(case)["step"][1]
+    case = cases.CASE["big32"]
+    np_step = cases.numpy_functions(case)["step"][1]
+    th_step = cases.torch_functions(case)["step"][1]
     np_step(None), th_step(None)
     out = {"torch idle": [], "torch after numpy": [], "numpy idle": [], "numpy after torch": []}
     for _ in range(ROUNDS):
@@ -59,7 +61,7 @@ def same_process() -> dict:
 
 
 def two_processes(gap: float) -> dict:
-    workers = {side: bench.Worker(side, None) for side in ("numpy", "torch")}
+    workers = {side: Worker(side) for side in ("numpy", "torch")}
     key = "net:big32/step"
     try:
         for w in workers.values():
@@ -68,7 +70,8 @@ def two_processes(gap: float) -> dict:
         for _ in range(ROUNDS):
             for first, second in (("numpy", "torch"), ("torch", "numpy")):
                 time.sleep(IDLE)
-                out[f"{second} idle"].append(statistics.median(workers[second].ask(cmd="time", key=key, reps=REPS)["times"]))
+                idle = workers[second].ask(cmd="time", key=key, reps=REPS)["times"]
+                out[f"{second} idle"].append(statistics.median(idle))
                 workers[first].ask(cmd="time", key=key, reps=REPS)
                 time.sleep(gap)
                 out[f"{second} after {first}"].append(
@@ -88,7 +91,7 @@ def main():
     for label, extra in (("same process", {}), ("same process, OPENBLAS_THREAD_TIMEOUT=4",
                                                   {"OPENBLAS_THREAD_TIMEOUT": "4"})):
         env = {**os.environ, **extra}
-        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child"], env=env, cwd=bench.ROOT,
+        out = subprocess.run([sys.executable, os.path.abspath(__file__), "--child"], env=env, cwd=ROOT,
                              capture_output=True, text=True, check=True)
         results[label] = json.loads(out.stdout.strip().splitlines()[-1])
     for gap in (0.0, 0.15):
