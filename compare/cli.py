@@ -26,9 +26,9 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _spec_options(p: argparse.ArgumentParser) -> None:
-    from .registry import registered
     from .limits import seed_arg
     from .outputs import nonempty
+    from .registry import registered
     from .spec import Spec
 
     d = Spec.__dataclass_fields__

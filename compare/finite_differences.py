@@ -27,7 +27,7 @@ def _side(impl, role, spec64, w64, X, y, masks, coords_per_tensor, rng):
         coords = np.arange(w.size) if k >= w.size else np.sort(rng.choice(w.size, k, replace=False))
         fd = np.empty(len(coords))
         hs = tol.FD_STEP * np.maximum(1.0, np.abs(w.reshape(-1)[coords]))
-        for j, (c, h) in enumerate(zip(coords, hs)):
+        for j, (c, h) in enumerate(zip(coords, hs, strict=False)):
             moved = {n: v.copy() for n, v in w64.items()}
             flat = moved[name].reshape(-1)
             flat[c] = w.reshape(-1)[c] + h

@@ -60,7 +60,7 @@ def physical_memory() -> int | None:
 
 
 def parameter_count(sizes) -> int:
-    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=False))
 
 
 def rows_of(spec) -> int:

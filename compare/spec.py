@@ -55,7 +55,7 @@ class Spec:
         if None in (self.n_inputs, self.n_classes, self.n_train):
             sizes = data_sizes(self.dataset, self.data_file)
             self.n_inputs, self.n_classes, self.n_train = (
-                v if v is not None else d for v, d in zip((self.n_inputs, self.n_classes, self.n_train), sizes))
+                v if v is not None else d for v, d in zip((self.n_inputs, self.n_classes, self.n_train), sizes, strict=False))
         self.validate()
 
     def validate(self):

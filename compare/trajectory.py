@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import tolerances as tol
-from .protocol import Data, TrainResult
 from .lockstep import Lockstep, PairSummary, flat, run_all
+from .protocol import Data, TrainResult
 from .results import Section, TensorCheck, check_tensor, section
 from .schedule import MaskSource, batches, epoch_orders
 from .vocabulary import param_names
@@ -145,7 +145,8 @@ def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSourc
                     zero_recorder(lock, r) if r in can_noise else None, names) for r, impl in roles.items()}
     for side, (r, impl) in enumerate(roles.items()):
         if r in can_noise:
-            structural = (lambda step, own: lock.structural(step, can_noise, own))
+            def structural(step, own):
+                return (lock.structural(step, can_noise, own))
             jobs[f"noise {r}"] = _job(impl, f"noise {r}", lock, spec, nudge(weights, spec.seed, side), data, order,
                                       masks, noise_hook(spec.seed, side, structural), names)
     out = run_all(jobs)
@@ -211,7 +212,7 @@ def _epoch_checks(c, r, judged, n, n_train, spec, notes) -> list:
     spe, out = _steps_per_epoch(n_train, spec.batch_size), []
     for k in ("train_accuracy", "val_accuracy"):
         a, b = getattr(c, k), getattr(r, k)
-        e = next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), None if len(a) == len(b) else min(len(a), len(b)))
+        e = next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), None if len(a) == len(b) else min(len(a), len(b)))
         if e is not None:
             ok_here = not _epoch_judged(e + 1, judged, n, spe)
             notes.append(f"{k} differs first after epoch {e + 1}: candidate {a[e] if e < len(a) else None}, "

@@ -20,8 +20,18 @@ except ImportError:  # ModuleNotFoundError is an ImportError; compare.registry t
 
 jax.config.update("jax_enable_x64", True)
 
-from .model import (ACTIVATIONS, LOSSES, OUTPUTS, Config, batch_loss, forward, from_shared,  # noqa: E402
-                    layer_pass, predict, to_shared)
+from .model import (  # noqa: E402
+    ACTIVATIONS,
+    LOSSES,
+    OUTPUTS,
+    Config,
+    batch_loss,
+    forward,
+    from_shared,
+    layer_pass,
+    predict,
+    to_shared,
+)
 from .train import train  # noqa: E402
 
 __all__ = ["ACTIVATIONS", "OUTPUTS", "LOSSES", "Config", "forward", "batch_loss", "layer_pass", "predict",

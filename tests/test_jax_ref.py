@@ -165,7 +165,7 @@ def _assert_trajectories_agree(spec, data, masks=None, grad_hook=None, rtol=tol.
     B = spec.batch_size or n
     assert len(sj) == len(st) == len(rj.loss) == rj.epochs_run * -(-n // B) > 0
     assert [s for s, _, _ in sj] == list(range(len(sj)))
-    for (s, wj, lj), (_, wt, lt) in zip(sj, st):
+    for (s, wj, lj), (_, wt, lt) in zip(sj, st, strict=False):
         assert _rel(lj, lt) <= rtol, (s, lj, lt)
         assert lj == rj.loss[s]
         flat_j = np.concatenate([wj[k].ravel() for k in wt])

@@ -43,7 +43,7 @@ def _away_from_kinks(net, X, y):
 
 def central_differences(net, X, y, h=1e-6):
     out = {}
-    for name, p in zip(net.names, net.params):
+    for name, p in zip(net.names, net.params, strict=False):
         g = np.empty(p.size)
         flat = p.reshape(-1)
         for i in range(p.size):

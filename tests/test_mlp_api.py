@@ -48,7 +48,7 @@ def by_hand(X, masks=(None, None), weights=W, f=sigmoid):
 def test_forward_applies_the_masks_it_is_given(masks):
     net = mlp()
     assert np.allclose(net.forward(X, masks), by_hand(X, masks), rtol=HAND_RTOL, atol=0)
-    assert all(np.array_equal(net.a[l], net.h[l] if m is None else net.h[l] * m) for l, m in zip((1, 2), masks))
+    assert all(np.array_equal(net.a[l], net.h[l] if m is None else net.h[l] * m) for l, m in zip((1, 2), masks, strict=False))
 
 
 def test_forward_without_masks_is_the_plain_pass():
@@ -180,7 +180,7 @@ def test_set_weights_writes_into_the_live_parameters():
     net, other = mlp(), manual.init_weights(SIZES, seed=9)
     live = net.params
     net.set_weights(other)
-    assert all(p is q for p, q in zip(live, net.params))
+    assert all(p is q for p, q in zip(live, net.params, strict=False))
     assert all(np.array_equal(net.weights()[k], v) for k, v in other.items())
     assert np.allclose(net.forward(X), by_hand(X, weights=other), rtol=HAND_RTOL, atol=0)
 
@@ -270,9 +270,9 @@ def test_training_steps_reuse_one_set_of_arrays_per_batch_size(dtype):
         assert all(np.shares_memory(g, grads.flat) for g in grads) and {a.dtype for a in arrays} == {np.dtype(dtype)}
         steps.append(arrays)
     first, second, other = steps
-    assert all(a is b for a, b in zip(first, second))  # the same arrays for the next batch of 5
-    assert all(a is not b for a, b in zip(other, first)) and other[0].shape == (3, 6)  # a batch of 3: its own
-    assert all(a is b for a, b in zip(_step(fast, *batches[0])[0], first))  # kept for the next batch of 5
+    assert all(a is b for a, b in zip(first, second, strict=False))  # the same arrays for the next batch of 5
+    assert all(a is not b for a, b in zip(other, first, strict=False)) and other[0].shape == (3, 6)  # a batch of 3: its own
+    assert all(a is b for a, b in zip(_step(fast, *batches[0])[0], first, strict=False))  # kept for the next batch of 5
 
 
 def test_a_network_without_hidden_layers_trains():
@@ -288,4 +288,4 @@ def test_the_public_passes_return_new_arrays():
     net = mlp()
     out = net.forward(X, [M1, M2])
     kept = [*net.z[1:], *net.a[1:]]
-    assert net.forward(X, [M1, M2]) is not out and all(a is not b for a, b in zip(kept, [*net.z[1:], *net.a[1:]]))
+    assert net.forward(X, [M1, M2]) is not out and all(a is not b for a, b in zip(kept, [*net.z[1:], *net.a[1:]], strict=False))

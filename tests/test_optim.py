@@ -45,10 +45,10 @@ def test_steps_on_plain_arrays_follow_torch_optim(case, shapes):
     for _ in range(3):  # >= 2 steps: the state (momentum buffer, m, v, t) is used
         grads = [rng.normal(size=p.shape) for p in params]
         opt.step(grads)
-        for t, g in zip(tensors, grads):
+        for t, g in zip(tensors, grads, strict=False):
             t.grad = torch.tensor(g)
         ref.step()
-    for p, t in zip(params, tensors):  # to a few ulp: torch rounds p.add_(g, alpha=-lr) its own way
+    for p, t in zip(params, tensors, strict=False):  # to a few ulp: torch rounds p.add_(g, alpha=-lr) its own way
         np.testing.assert_allclose(p, t.detach().numpy(), rtol=OPTIM_RTOL, atol=OPTIM_ATOL)
 
 

@@ -14,6 +14,7 @@ from compare.harness import initial_weights
 from helpers import check_passes, make_spec, small_split
 from manual import losses
 from manual.adapter import ManualImplementation
+
 DC_DA = {"mse": losses.mse_grad, "l1": losses.l1_grad, "hinge": losses.hinge_grad}  # dC/da^L
 
 

@@ -8,7 +8,8 @@ import pytest
 
 import manual
 import torch_ref
-from compare import Spec, check, vocabulary as V
+from compare import Spec, check
+from compare import vocabulary as V
 from compare.registry import ImplementationError, load, registered
 from compare.testing import Disagreement, assert_agree
 from manual.adapter import ManualImplementation

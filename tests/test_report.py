@@ -68,7 +68,7 @@ def test_results_json_holds_the_verdict_roles_config_and_the_schedule(report):
     for k in ("divergence", "envelope", "allowance", "judged", "noise_candidate", "noise_reference"):
         assert len(ps[k]) == 51, k
     assert all(j is True for j in ps["judged"])
-    assert all(d <= a for d, a in zip(ps["divergence"], ps["allowance"]))
+    assert all(d <= a for d, a in zip(ps["divergence"], ps["allowance"], strict=False))
     assert r["companion"]["dtype"] == "float32" and r["companion"]["verdict"] == "agree"
     assert r["companion"]["agree"] is True and len(r["companion"]["per_step"]["judged"]) == 51
     assert r["slide"]["verdict"] == "agree" and r["slide"]["misprints"] == [[0, 0]]
@@ -90,7 +90,7 @@ def test_replaying_the_schedule_with_plain_sgd_reproduces_both_final_weight_file
                                   c["loss"])
     for rows in r["schedule"]:
         _, g = net.gradients(data.X_train[rows], data.y_train[rows])
-        for name, p in zip(net.names, net.params):
+        for name, p in zip(net.names, net.params, strict=False):
             p -= c["lr"] * g[name]
     final_m = manual.load_weights(report / "final-candidate.safetensors")  # manual, the candidate
     final_t = manual.load_weights(report / "final-reference.safetensors")  # torch, the reference

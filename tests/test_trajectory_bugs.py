@@ -30,7 +30,7 @@ class LateMomentumSGD(manual.SGD):
     """Momentum buffer updated a step late: the step uses last step's buffer, then updates it."""
 
     def step(self, grads):
-        for i, (p, g) in enumerate(zip(self.params, grads)):
+        for i, (p, g) in enumerate(zip(self.params, grads, strict=False)):
             g = g + self.weight_decay * p if self.weight_decay else g
             if self.buf[i] is None:
                 self.buf[i] = g.copy()
@@ -45,7 +45,7 @@ class DampenedSGD(manual.SGD):
     """Momentum with dampening 0.1 (buf = mu buf + 0.9 g): torch.optim.SGD's dampening, set by mistake."""
 
     def step(self, grads):
-        for i, (p, g) in enumerate(zip(self.params, grads)):
+        for i, (p, g) in enumerate(zip(self.params, grads, strict=False)):
             g = g + self.weight_decay * p if self.weight_decay else g
             self.buf[i] = g.copy() if self.buf[i] is None else self.momentum * self.buf[i] + 0.9 * g
             p -= self.lr * (g + self.momentum * self.buf[i] if self.nesterov else self.buf[i])
@@ -54,7 +54,7 @@ class DampenedSGD(manual.SGD):
 class NoBiasCorrectionAdam(manual.Adam):
     def step(self, grads):
         self.t += 1
-        for p, g, m, v in zip(self.params, grads, self.m, self.v):
+        for p, g, m, v in zip(self.params, grads, self.m, self.v, strict=False):
             g = g + self.weight_decay * p if self.weight_decay else g
             m += (1 - self.beta1) * (g - m)
             v *= self.beta2

@@ -110,7 +110,7 @@ def _compare(c, r, path, out, floors):
         a, b = np.asarray(c, dtype=np.float64), np.asarray(r, dtype=np.float64)
     except (ValueError, TypeError):   # ragged lists: element by element
         if isinstance(c, list) and isinstance(r, list) and len(c) == len(r):
-            for i, (x, y) in enumerate(zip(c, r)):
+            for i, (x, y) in enumerate(zip(c, r, strict=False)):
                 _compare(x, y, f"{path}[{i}]", out, floors)
         else:
             out.append((path, math.inf))

@@ -38,7 +38,7 @@ def activations(d, names):
     x = np.asarray(d["shared"]["x"])
     acts = list(d["candidate"])
     fig, axes = plt.subplots(2, 3, figsize=(12, 6.4), sharex=True)
-    for ax, act in zip(axes.flat, acts):
+    for ax, act in zip(axes.flat, acts, strict=False):
         c, r = d["candidate"][act], d["reference"][act]
         ax.plot(x, r["f"], color="0.6", lw=1, label="f(x)")
         _pair(ax, x, c["fprime"], r["fprime"], COLORS[0], "f'(x)")
@@ -98,7 +98,7 @@ def vanishing(d, names):
 
 def symmetry(d, names):
     fig, axes = plt.subplots(1, 3, figsize=(14, 4.4))
-    for ax, init in zip(axes[:2], ("equal", "random")):
+    for ax, init in zip(axes[:2], ("equal", "random"), strict=False):
         c, r = np.asarray(d["candidate"][init]["W1_feature"]), np.asarray(d["reference"][init]["W1_feature"])
         for j in range(r.shape[1]):
             _pair(ax, np.arange(len(r)), c[:, j], r[:, j], COLORS[j % 10])
@@ -128,7 +128,8 @@ def learning_rate(d, names):
     fig, ax = plt.subplots(figsize=(9, 4.8))
     for i, (label, lr) in enumerate(sh["learning_rates"].items()):
         c, r = d["candidate"][label], d["reference"][label]
-        clip = lambda v: np.minimum(np.asarray(v, dtype=float), TOP)
+        def clip(v):
+            return np.minimum(np.asarray(v, dtype=float), TOP)
         _pair(ax, np.arange(len(r["loss"])), clip(c["loss"]), clip(r["loss"]), COLORS[i], f"eta = {lr:g} ({label})")
         if r["diverged"]:
             s = len(r["loss"]) - 1
@@ -167,7 +168,7 @@ def batch_size(d, names):
 def overfitting(d, names):
     sh = d["shared"]
     fig, axes = plt.subplots(1, len(sh["remedies"]), figsize=(15, 4.2), sharey=True)
-    for ax, label in zip(axes, sh["remedies"]):
+    for ax, label in zip(axes, sh["remedies"], strict=False):
         c, r = d["candidate"][label], d["reference"][label]
         for i, (key, what) in enumerate((("train_error", "train (15)"), ("validation_error", "validation (60)"),
                                          ("test_error", "test (30)"))):

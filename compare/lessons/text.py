@@ -84,7 +84,8 @@ def hidden_size(d):
     acc = np.mean(r["accuracy"], axis=1)
     best = sh["widths"][int(np.argmax(acc))]
     return ("The lecture's rule of thumb for the hidden layer size is sqrt(n + m) + a with a between 1 and 10: for "
-            "iris (n = 4 inputs, m = 3 classes) sqrt(7) + 1 = 3.6 to sqrt(7) + 10 = 12.6, i.e. 4 to 12 units (shaded).  Too few units cannot separate the three "
+            "iris (n = 4 inputs, m = 3 classes) sqrt(7) + 1 = 3.6 to sqrt(7) + 10 = 12.6, i.e. 4 to 12 units (shaded).  "
+            "Too few units cannot separate the three "
             f"classes; beyond a handful the test accuracy no longer improves (best mean {acc.max():.1%} at {best} "
             f"units, {acc[0]:.1%} with 1 unit) while the training loss keeps falling slowly.")
 
