@@ -6,8 +6,8 @@ import multiprocessing as mp
 import os
 import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
-from contextlib import contextmanager
 
+from ..harness import one_torch_thread
 from . import LESSONS
 from .common import agreement, jsonable
 from .figures import FIGURES
@@ -15,31 +15,6 @@ from .text import TEXT
 
 # the longest first, so that two workers finish together
 COST = {"vanishing": 5, "hidden": 5, "overfitting": 4, "batch": 3, "lr": 2, "symmetry": 1, "activations": 0}
-
-
-@contextmanager
-def one_torch_thread():
-    """One thread for the BLAS behind NumPy (threadpoolctl, when installed) and, if an implementation runs on
-    torch (already imported by it), one intra-op torch thread: iris-sized arrays only pay for more, and two
-    workers whose BLAS threads busy-wait on two cores made the whole run 1.5x slower than one process (measured).
-    Nothing is imported for torch here: an implementation without torch is left alone."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        limits = None
-    else:
-        limits = threadpool_limits(1)
-    torch = sys.modules.get("torch")
-    n = torch.get_num_threads() if torch is not None else None
-    if torch is not None:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if torch is not None:
-            torch.set_num_threads(n)
-        if limits is not None:
-            limits.restore_original_limits()
 
 
 def run_lesson(key: str, cand, ref, cfg, names) -> tuple[dict, bytes]:
