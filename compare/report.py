@@ -26,13 +26,12 @@ import numpy as np
 
 from manual.weights import atomic_write_bytes, save_weights
 
-from . import figures
+from . import figures, report_data
 from . import harness as H
 from .data import load_split
 from .outputs import ReportDir
 from .registry import load
-from .report_data import (ROLES, data_summary, has_slide, per_step, replay, slide_flowers, summary,
-                          test_split_predictions)
+from .report_data import ROLES, per_step, replay, slide_flowers, summary, test_split_predictions
 from .report_render import render_html, render_md
 from .report_text import FIGURES, blocks, terminal_summary
 from .results import jsonable
@@ -173,7 +172,7 @@ def _verdict(res, parts: dict) -> tuple[str, str | None]:
 def _write_report(spec, out: Path, cand, ref, slide, companion) -> dict:
     """Every file of the report, written into the (new, empty) build folder ``out``; returns results.json's dict."""
     data = load_split(spec)
-    slide = slide and has_slide(spec)  # the slide's weights are iris's 4-6-3 network: iris only
+    slide = slide and report_data.has_slide(spec)  # the slide's weights are iris's 4-6-3 network: iris only
     impls = {"candidate": cand, "reference": ref}
     cspec = replace(spec, dtype="float32" if spec.dtype == "float64" else "float64")
     job = _Companion(cand, ref, cspec) if companion else None
@@ -188,7 +187,7 @@ def _write_report(spec, out: Path, cand, ref, slide, companion) -> dict:
         r["environment"]["cpu"] = _cpu()
         r["trajectory_summary"], r["per_step"] = summary(traj), per_step(traj)
         stage("test predictions")
-        r["data"], r["class_names"] = data_summary(spec, data), list(data.class_names)
+        r["data"], r["class_names"] = report_data.data_summary(spec, data), list(data.class_names)
         r["test"] = test_split_predictions(spec, traj, impls, data)
         if slide:
             stage("slide's six flowers")

@@ -29,8 +29,10 @@ def label(name: str, role: str) -> str:
 
 def has_slide(spec) -> bool:
     """The slide's printed weights are a 4-6-3 network on iris's features: only a run on iris itself
-    (not a --data file, even one holding iris) gets the slide's six flowers."""
-    return spec.dataset == "iris" and not spec.data_file
+    (not a --data file, even one holding iris) gets the slide's six flowers.  ``spec``: a Spec or
+    results.json's config."""
+    get = spec.get if isinstance(spec, dict) else lambda k: getattr(spec, k)  # a Spec, or results.json's config
+    return get("dataset") == "iris" and not get("data_file")
 
 
 def data_summary(spec, data) -> dict:

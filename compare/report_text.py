@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import tolerances as tol
+from .report_data import has_slide
 
 FIGURES = {"loss.png": "Training loss of both implementations, and their difference",
            "errors.png": "Per-layer forward and gradient errors of the candidate (log scale)",
@@ -125,8 +126,8 @@ def blocks(r: dict) -> list:
     opt += f", weight decay {c['weight_decay']:g}" if c["weight_decay"] else ""
     B += [("h", 2, "Configuration"), ("table", ["option", "value"], [
         ["candidate / reference", f"{who['candidate']} / {who['reference']}"],
-        ["layers", "-".join(map(str, [d["n_features"], *c["hidden"], d["n_classes"]])) + " (`W^l` shaped `(n_l, n_(l-1))`, as "
-                                                             "`torch.nn.Linear.weight`)"],
+        ["layers", "-".join(map(str, [d["n_features"], *c["hidden"], d["n_classes"]]))
+         + " (`W^l` shaped `(n_l, n_(l-1))`, as `torch.nn.Linear.weight`)"],
         ["hidden activation / output / loss", f"{c['activation']} / {c['output']} / {c['loss']} (mean over the batch)"],
         ["optimizer", opt],
         ["batches", f"full batch ({_rows(d['n_train'])} per step: gradient descent)" if c["batch_size"] is None
@@ -138,7 +139,7 @@ def blocks(r: dict) -> list:
         ["dropout", f"{c['dropout']:g}"], ["dtype", c["dtype"]],
         ["initial weights", c["weights_file"] or f"{c['init']} scheme, seed {c['seed']}"],
         ["inputs", "standardised (training-split statistics)" if c["standardize"]
-         else f"raw {d['name']} features" + (", as the slides" if d["name"] == "iris" and d["source"] == "dataset" else "")],
+         else f"raw {d['name']} features" + (", as the slides" if has_slide(c) else "")],
         ["data", split_text(d)],
         ["classes", f"{d['n_classes']}: " + ", ".join(names)]])]
     conv = ["The loss is the **mean** over the batch, as torch's default reduction, so `δ^l` carries 1/n.",
@@ -160,7 +161,8 @@ def blocks(r: dict) -> list:
     B += [("h", 2, "Conventions"), ("ul", conv)]
 
     B += [("h", 2, "Forward pass and gradients"),
-          ("p", f"One forward and backward pass on the {_rows(d['n_train'])} of the training split from the shared initial weights, "
+          ("p", f"One forward and backward pass on the {_rows(d['n_train'])} of the training split from the shared "
+                f"initial weights, "
                 f"{c['dtype']}: forward {_v(r['forward']['verdict'])}, gradients {_v(r['gradients']['verdict'])}. "
                 "Finite differences are a third opinion on each side's gradients (column `side`), against central "
                 f"differences of its own loss: {_v(r['finite_differences']['verdict'])}."),
@@ -178,7 +180,7 @@ def blocks(r: dict) -> list:
     B += _test_blocks(r, t, d, who, lab)
     if r["slide"] is not None:
         B += _slide_blocks(r["slide"], who, names)
-    elif d["name"] != "iris" or d["source"] == "file":
+    elif not has_slide(c):
         B += [("h", 2, "The slide's six flowers"),
               ("p", f"Left out: the slide's printed weights are the lecture's 4-6-3 network on iris's six flowers, "
                     f"not a network for {d['name']}.")]

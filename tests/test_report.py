@@ -254,7 +254,8 @@ def test_a_wine_report_names_wine_its_classes_and_its_split(tmp_path, capsys):
     assert r["config"]["dataset"] == "wine" and r["config"]["data_file"] is None
     classes = ["class_0", "class_1", "class_2"]  # load_wine().target_names
     assert r["class_names"] == r["data"]["class_names"] == classes
-    assert (r["data"]["name"], r["data"]["n_features"], r["data"]["n_train"], r["data"]["n_test"]) == ("wine", 13, 141, 37)
+    d = r["data"]
+    assert (d["name"], d["source"], d["n_features"], d["n_train"], d["n_test"]) == ("wine", "dataset", 13, 141, 37)
     assert r["slide"] is None and "slide's six flowers" not in r["parts"]
     n = r["data"]["n_test"]
     assert len(r["test"]["y"]) == len(r["test"]["candidate"]["pred"]) == n
@@ -267,7 +268,7 @@ def test_a_wine_report_names_wine_its_classes_and_its_split(tmp_path, capsys):
             "test: 141 rows train, 37 rows test (per class: 38–56 train, 10–15 test) |") in md
     assert f"manual (candidate) {r['test']['candidate']['correct']}/{n}, torch (reference)" in md
     assert "| # | wine row | true |" in md and "| class_0 |" in md
-    assert "setosa" not in md and "flowers (" not in md and "/30" not in md and " 120 " not in md
+    assert not [s for s in ("setosa", "flowers (", "/30", "120 rows", "120 training") if s in md]  # no iris facts
     sections = _md_sections(md)
     assert "Left out" in sections["The slide's six flowers"]
     assert [k for k, v in sections.items() if "iris" in v] == ["The slide's six flowers"]  # iris is named there only
