@@ -158,9 +158,6 @@ def _main(argv) -> int:
             from .lessons.cli import run as run_lessons
             return run_lessons(args)
         spec = spec_from_args(args)
-        if args.command == "report" and spec.dataset != "iris":  # until compare/report*.py name the data
-            raise ValueError(f"report is on iris only for now; use check for --{'data' if spec.data_file else 'dataset'}"
-                             f" {spec.data_name}")
         preflight(spec, companion=args.command == "report" and args.companion)
         from .registry import load
         candidate, reference = load(args.candidate, "candidate"), load(args.reference, "reference")

@@ -159,20 +159,31 @@ def divergence(panels: list[dict]) -> bytes:
 
 
 def confusion(y_true, preds: dict[str, np.ndarray], class_names, title: str) -> bytes:
-    """One confusion matrix per implementation on the test split, counts written in the cells."""
+    """One confusion matrix per implementation on the test split, counts written in the cells (up to 20
+    classes; the panel grows with the number of classes, the numbers shrink)."""
     k = len(class_names)
-    fig = Figure(figsize=(4.2 * len(preds), 4.0), layout="constrained")
+    side = max(4.2, 0.42 * k + 1.8)
+    fig = Figure(figsize=(side * len(preds), side - 0.2), layout="constrained")
     axes = fig.subplots(1, len(preds), squeeze=False)[0]
+    size = 13 if k <= 5 else 10 if k <= 12 else 7
+    slanted = k > 3 and max(map(len, class_names)) > 3  # long names on many columns: slant them
     for ax, (name, pred) in zip(axes, preds.items()):
         cm = np.zeros((k, k), dtype=int)
         np.add.at(cm, (np.asarray(y_true), np.asarray(pred)), 1)
         ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(int(cm.max()), 1))
-        for i in range(k):
-            for j in range(k):
-                ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=13,
-                        color="white" if cm[i, j] > cm.max() / 2 else "black")
-        ax.set_xticks(range(k), class_names)
-        ax.set_yticks(range(k), class_names, rotation=90, va="center")
+        if k <= 20:
+            for i in range(k):
+                for j in range(k):
+                    ax.text(j, i, str(cm[i, j]), ha="center", va="center", fontsize=size,
+                            color="white" if cm[i, j] > cm.max() / 2 else "black")
+        if slanted:
+            ax.set_xticks(range(k), class_names, rotation=45, ha="right", rotation_mode="anchor")
+        else:
+            ax.set_xticks(range(k), class_names)
+        if k <= 3:
+            ax.set_yticks(range(k), class_names, rotation=90, va="center")
+        else:
+            ax.set_yticks(range(k), class_names)
         ax.set_xlabel("predicted")
         ax.set_ylabel("true")
         ax.set_title(f"{name}: {int(np.trace(cm))}/{int(cm.sum())} correct")
@@ -225,5 +236,6 @@ def report_figures(r: dict, names) -> dict[str, bytes]:
         te = r["test"]
         out["confusion.png"] = confusion(te["y"], {f"{labels[role]}, {te[role]['weights']} weights": te[role]["pred"]
                                                    for role in who},
-                                         r["class_names"], "Test split (30 flowers): true class vs predicted")
+                                         r["class_names"], f"{r['data']['name']}: test split ({len(te['y']):,} rows), "
+                                                             "true class vs predicted")
     return out

@@ -26,9 +26,9 @@ import numpy as np
 
 from manual.weights import atomic_write_bytes, save_weights
 
-from . import figures
+from . import figures, report_data
 from . import harness as H
-from .data import CLASS_NAMES, iris_split
+from .data import load_split
 from .outputs import ReportDir
 from .registry import load
 from .report_data import ROLES, per_step, replay, slide_flowers, summary, test_split_predictions
@@ -71,7 +71,7 @@ class _Stages:
 def _companion(cand, ref, cspec: Spec) -> Trajectory:
     with H.one_torch_thread():
         return trajectory(cand, ref, cspec, H.initial_weights(cspec),
-                          H.data_for(cspec, iris_split(cspec.dtype, cspec.standardize)))
+                          H.data_for(cspec, load_split(cspec)))
 
 
 def _reload(impl, role: str):
@@ -140,7 +140,7 @@ class _Companion:
 def write_report(spec: Spec, out, candidate="manual", reference="torch", slide: bool = True,
                  companion: bool = True, stream=None, force: bool = False) -> str:
     """Run the check of ``candidate`` against ``reference`` (names or implementation objects), with the
-    companion run in the other dtype and the slide's flowers, and write the report into ``out`` (a folder
+    companion run in the other dtype and the slide's flowers (iris only), and write the report into ``out`` (a folder
     path or prepare_out_dir's ReportDir; see the module docstring).  Returns the report's verdict:
     "agree", "disagree" or "inconclusive"."""
     cand, ref = H.resolve(candidate, "candidate"), H.resolve(reference, "reference")
@@ -171,7 +171,8 @@ def _verdict(res, parts: dict) -> tuple[str, str | None]:
 
 def _write_report(spec, out: Path, cand, ref, slide, companion) -> dict:
     """Every file of the report, written into the (new, empty) build folder ``out``; returns results.json's dict."""
-    data = iris_split(spec.dtype, spec.standardize)
+    data = load_split(spec)
+    slide = slide and report_data.has_slide(spec)  # the slide's weights are iris's 4-6-3 network: iris only
     impls = {"candidate": cand, "reference": ref}
     cspec = replace(spec, dtype="float32" if spec.dtype == "float64" else "float64")
     job = _Companion(cand, ref, cspec) if companion else None
@@ -186,7 +187,8 @@ def _write_report(spec, out: Path, cand, ref, slide, companion) -> dict:
         r["environment"]["cpu"] = _cpu()
         r["trajectory_summary"], r["per_step"] = summary(traj), per_step(traj)
         stage("test predictions")
-        r["test"], r["class_names"] = test_split_predictions(spec, traj, impls, data), list(CLASS_NAMES)
+        r["data"], r["class_names"] = report_data.data_summary(spec, data), list(data.class_names)
+        r["test"] = test_split_predictions(spec, traj, impls, data)
         if slide:
             stage("slide's six flowers")
         r["slide"] = slide_flowers(spec, impls) if slide else None

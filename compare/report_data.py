@@ -27,6 +27,25 @@ def label(name: str, role: str) -> str:
     return f"{name} ({role})"
 
 
+def has_slide(spec) -> bool:
+    """The slide's printed weights are a 4-6-3 network on iris's features: only a run on iris itself
+    (not a --data file, even one holding iris) gets the slide's six flowers.  ``spec``: a Spec or
+    results.json's config."""
+    get = spec.get if isinstance(spec, dict) else lambda k: getattr(spec, k)  # a Spec, or results.json's config
+    return get("dataset") == "iris" and not get("data_file")
+
+
+def data_summary(spec, data) -> dict:
+    """What the report says about the data: its name, sizes, class names, and the rows per class of each
+    split (the split rule for a data set; the file's own split for --data)."""
+    k = len(data.class_names)
+    return {"name": data.name, "source": "file" if spec.data_file else "dataset",
+            "n_features": int(data.X_train.shape[1]), "n_classes": k, "class_names": list(data.class_names),
+            "n_train": int(data.y_train.shape[0]), "n_test": int(data.y_test.shape[0]),
+            "train_per_class": np.bincount(data.y_train, minlength=k).tolist(),
+            "test_per_class": np.bincount(data.y_test, minlength=k).tolist()}
+
+
 def test_split_predictions(spec, traj: Trajectory, impls: dict, data) -> dict:
     """Each side's outputs on the test split, with the weights its trainer returned (restored or final)."""
     out = {"rows": data.test_rows.tolist(), "y": data.y_test.tolist()}

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from . import tolerances as tol
-from .data import CLASS_NAMES
+from .report_data import has_slide
 
 FIGURES = {"loss.png": "Training loss of both implementations, and their difference",
            "errors.png": "Per-layer forward and gradient errors of the candidate (log scale)",
@@ -18,14 +18,14 @@ FIGURES = {"loss.png": "Training loss of both implementations, and their differe
 
 REPLAY = """# in the report's folder, with this project importable
 import json
-from compare.data import iris_split
+from compare.data import load_split
 from compare.registry import load
 from compare.spec import Spec
 from manual.weights import load_weights
 r = json.load(open("results.json")); c = r["config"]
 spec = Spec(**{**c, "hidden": tuple(c["hidden"]), "betas": tuple(c["betas"])})
 impl = load(r["candidate"])   # the candidate, through the protocol
-d = iris_split(c["dtype"], c["standardize"])
+d = load_split(spec)          # the same data, split and standardised as the run
 w = load_weights("init.safetensors")
 for rows in r["schedule"]:
     g = impl.forward_backward(spec, w, d.X_train[rows], d.y_train[rows], None).grads
@@ -68,8 +68,36 @@ def _pct(acc: list) -> str:
     return f"{acc[-1]:.1%}" if acc else "—"
 
 
+TEST_ROWS_WHOLE, TEST_ROWS_SHOWN = 40, 30  # a test split of up to 40 rows is tabled whole, a larger one's
+                                           # first 30 rows only (results.json holds every row)
+
+
+def _rows(n: int) -> str:
+    return f"{n:,} row{'s' if n != 1 else ''}"
+
+
+def _per_class(train: list, test: list) -> str:
+    """"40 train / 10 test per class" when every class has as many; "per class: 38–56 train, 10–15 test"."""
+    def span(v):
+        return f"{min(v)}" if min(v) == max(v) else f"{min(v)}–{max(v)}"
+    if min(train) == max(train) and min(test) == max(test):
+        return f"{train[0]} train / {test[0]} test per class"
+    return f"per class: {span(train)} train, {span(test)} test"
+
+
+def split_text(d: dict) -> str:
+    """How the data was split, with the sizes: the rule for a data set, the file's own split for --data."""
+    sizes = (f"{_rows(d['n_train'])} train, {_rows(d['n_test'])} test "
+             f"({_per_class(d['train_per_class'], d['test_per_class'])})")
+    if d["source"] == "file":
+        return f"{d['name']}: the file's own split, X_train / X_test as given: {sizes}"
+    return (f"{d['name']}: the first 80 % of each class's rows in the data set's order, rounded down, train; the "
+            f"rest test: {sizes}")
+
+
 def title(r: dict) -> str:
-    return (f"{r['candidate']} (candidate) vs {r['reference']} (reference) on iris: {r['verdict'].upper()}, "
+    return (f"{r['candidate']} (candidate) vs {r['reference']} (reference) on {r['data']['name']}: "
+            f"{r['verdict'].upper()}, "
             f"judged {r['judged_steps']} of {r['steps']} steps")
 
 
@@ -87,7 +115,8 @@ def _verdict_text(r: dict) -> str:
 
 
 def blocks(r: dict) -> list:
-    c, t = r["config"], r["trajectory_summary"]
+    c, t, d = r["config"], r["trajectory_summary"], r["data"]
+    names = d["class_names"]
     who = {role: r[role] for role in ("candidate", "reference")}
     lab = {role: f"{who[role]} ({role})" for role in who}
     B = [("h", 1, title(r)), ("p", _verdict_text(r))]
@@ -97,11 +126,11 @@ def blocks(r: dict) -> list:
     opt += f", weight decay {c['weight_decay']:g}" if c["weight_decay"] else ""
     B += [("h", 2, "Configuration"), ("table", ["option", "value"], [
         ["candidate / reference", f"{who['candidate']} / {who['reference']}"],
-        ["layers", "-".join(map(str, [4, *c["hidden"], 3])) + " (`W^l` shaped `(n_l, n_(l-1))`, as "
-                                                             "`torch.nn.Linear.weight`)"],
+        ["layers", "-".join(map(str, [d["n_features"], *c["hidden"], d["n_classes"]]))
+         + " (`W^l` shaped `(n_l, n_(l-1))`, as `torch.nn.Linear.weight`)"],
         ["hidden activation / output / loss", f"{c['activation']} / {c['output']} / {c['loss']} (mean over the batch)"],
         ["optimizer", opt],
-        ["batches", "full batch (120 rows per step: gradient descent)" if c["batch_size"] is None
+        ["batches", f"full batch ({_rows(d['n_train'])} per step: gradient descent)" if c["batch_size"] is None
          else f"{c['batch_size']} rows per step, reshuffled every epoch (seeded)"],
         ["epochs / steps", f"{c['epochs']}" + (f" (stopped early after {t['epochs_run']['candidate']})"
                                                 if t["stopped_early"]["candidate"] else "") + f" / {t['steps']}"],
@@ -110,8 +139,9 @@ def blocks(r: dict) -> list:
         ["dropout", f"{c['dropout']:g}"], ["dtype", c["dtype"]],
         ["initial weights", c["weights_file"] or f"{c['init']} scheme, seed {c['seed']}"],
         ["inputs", "standardised (training-split statistics)" if c["standardize"]
-         else "raw iris features, as the slides"],
-        ["data", "iris: train = first 40 flowers of each species (120), test = last 10 of each (30)"]])]
+         else f"raw {d['name']} features" + (", as the slides" if has_slide(c) else "")],
+        ["data", split_text(d)],
+        ["classes", f"{d['n_classes']}: " + ", ".join(names)]])]
     conv = ["The loss is the **mean** over the batch, as torch's default reduction, so `δ^l` carries 1/n.",
             "An error is normwise relative, `max|candidate − reference| / max|reference|` per tensor; NaN or Inf is "
             "a failure.",
@@ -131,7 +161,8 @@ def blocks(r: dict) -> list:
     B += [("h", 2, "Conventions"), ("ul", conv)]
 
     B += [("h", 2, "Forward pass and gradients"),
-          ("p", f"One forward and backward pass on the 120 training flowers from the shared initial weights, "
+          ("p", f"One forward and backward pass on the {_rows(d['n_train'])} of the training split from the shared "
+                f"initial weights, "
                 f"{c['dtype']}: forward {_v(r['forward']['verdict'])}, gradients {_v(r['gradients']['verdict'])}. "
                 "Finite differences are a third opinion on each side's gradients (column `side`), against central "
                 f"differences of its own loss: {_v(r['finite_differences']['verdict'])}."),
@@ -146,27 +177,45 @@ def blocks(r: dict) -> list:
     if notes:
         B.append(("ul", notes))
     B += _trajectory_blocks(r, c, t, who, lab)
-    te = r["test"]
-    B += [("h", 2, "Test accuracy and predictions"),
-          ("p", f"Test split (30 flowers): {lab['candidate']} {te['candidate']['correct']}/30, {lab['reference']} "
-                f"{te['reference']['correct']}/30 (weights: {te['candidate']['weights']}, "
-                f"{te['reference']['weights']}). Training split after the last epoch: "
-                f"{_pct(t['train_accuracy']['candidate'])} and {_pct(t['train_accuracy']['reference'])}."),
-          ("img", "confusion.png", FIGURES["confusion.png"]),
-          ("table", ["#", "iris row", "true", who["candidate"], f"{who['candidate']} a^L", who["reference"],
-                     f"{who['reference']} a^L", "same"],
-           [[i, row, CLASS_NAMES[y], CLASS_NAMES[pc], f"{te['candidate']['output'][i][pc]:.6f}", CLASS_NAMES[pr],
-             f"{te['reference']['output'][i][pr]:.6f}", _ok(pc == pr)]
-            for i, (row, y, pc, pr) in enumerate(zip(te["rows"], te["y"], te["candidate"]["pred"],
-                                                     te["reference"]["pred"]))])]
+    B += _test_blocks(r, t, d, who, lab)
     if r["slide"] is not None:
-        B += _slide_blocks(r["slide"], who)
+        B += _slide_blocks(r["slide"], who, names)
+    elif not has_slide(c):
+        B += [("h", 2, "The slide's six flowers"),
+              ("p", f"Left out: the slide's printed weights are the lecture's 4-6-3 network on iris's six flowers, "
+                    f"not a network for {d['name']}.")]
     B += [("h", 2, "Files"), ("table", ["file", "what", "sha256 (first 16 hex digits)"],
                               [[f"`{k}`", v["what"], v["sha256"][:16]] for k, v in r["files"].items()])]
-    B += _replay_blocks(r["replay"], c)
+    B += _replay_blocks(r, r["replay"], c)
     env = [[k, v] for k, v in r["environment"].items() if not isinstance(v, dict)]
     env += [[f"{role}: {k}", v] for role in ("candidate", "reference") for k, v in r["environment"][role].items()]
     B += [("h", 2, "Environment"), ("table", ["", "version / value"], env)]
+    return B
+
+
+def _test_blocks(r, t, d, who, lab) -> list:
+    te, names, n = r["test"], d["class_names"], d["n_test"]
+    same = sum(pc == pr for pc, pr in zip(te["candidate"]["pred"], te["reference"]["pred"]))
+    shown = n if n <= TEST_ROWS_WHOLE else TEST_ROWS_SHOWN
+    B = [("h", 2, "Test accuracy and predictions"),
+         ("p", f"Test split ({_rows(n)}): {lab['candidate']} {te['candidate']['correct']}/{n}, {lab['reference']} "
+               f"{te['reference']['correct']}/{n} (weights: {te['candidate']['weights']}, "
+               f"{te['reference']['weights']}); the two predict the same class on {same} of {n} rows. Training split "
+               f"after the last epoch: {_pct(t['train_accuracy']['candidate'])} and "
+               f"{_pct(t['train_accuracy']['reference'])}."),
+         ("img", "confusion.png", FIGURES["confusion.png"]),
+         ("table", ["#", f"{d['name']} row" if d["source"] == "dataset" else "X_test row", "true", who["candidate"],
+                    f"{who['candidate']} a^L", who["reference"], f"{who['reference']} a^L", "same"],
+          [[i, row, names[y], names[pc], f"{te['candidate']['output'][i][pc]:.6f}", names[pr],
+            f"{te['reference']['output'][i][pr]:.6f}", _ok(pc == pr)]
+           for i, (row, y, pc, pr) in enumerate(zip(te["rows"][:shown], te["y"], te["candidate"]["pred"],
+                                                    te["reference"]["pred"]))])]
+    if shown < n:
+        differ = n - same - sum(pc != pr for pc, pr in zip(te["candidate"]["pred"][:shown],
+                                                            te["reference"]["pred"][:shown]))
+        B.append(("p", f"The first {shown} of {n:,} test rows; {n - shown:,} left out here"
+                       + (f" ({differ} of them predicted differently by the two)" if differ else "")
+                       + " — `test` in results.json holds every row (predictions and outputs of both)."))
     return B
 
 
@@ -210,9 +259,12 @@ def _trajectory_blocks(r, c, t, who, lab) -> list:
     return B
 
 
-def _replay_blocks(rp, c) -> list:
+def _replay_blocks(r, rp, c) -> list:
+    d = r["data"]
+    order = ("X_train's rows in the file's order" if d["source"] == "file" else
+             f"the training rows of {d['name']} under the split rule, in the data set's order")
     sched = ("`schedule` in results.json lists the training-split rows of every step, as indices into the "
-             "training split in its canonical order (the first 40 flowers of each species, in `load_iris()` order).")
+             f"training split in its canonical order ({order}).")
     if rp is None:
         return [("p", sched + f" This run uses {c['optimizer']}" + (" with weight decay" if c["weight_decay"] else "")
                  + (" and dropout" if c["dropout"] else "") + ": a replay needs that optimiser's state"
@@ -231,13 +283,13 @@ def _replay_blocks(rp, c) -> list:
             ("pre", REPLAY, "python")]
 
 
-def _slide_blocks(s: dict, who: dict) -> list:
+def _slide_blocks(s: dict, who: dict, names: list) -> list:
     rows = []
     for i, (x, y) in enumerate(zip(s["flowers"], s["labels"])):
         for j in range(3):
             star = " \\*" if [i, j] in s["misprints"] else ""
-            rows.append([i + 1 if j == 0 else "", str(x) if j == 0 else "", CLASS_NAMES[y] if j == 0 else "",
-                         CLASS_NAMES[j], f"{s['printed'][i][j]:.8e}{star}", f"{s['candidate'][i][j]:.8e}",
+            rows.append([i + 1 if j == 0 else "", str(x) if j == 0 else "", names[y] if j == 0 else "",
+                         names[j], f"{s['printed'][i][j]:.8e}{star}", f"{s['candidate'][i][j]:.8e}",
                          f"{s['reference'][i][j]:.8e}", f"{s['rel_to_printed'][i][j]:.1e}"])
     mis = "; ".join(f"[{i},{j}] printed {s['printed'][i][j]:.8e}, recomputed {s['candidate'][i][j]:.9f}"
                     for i, j in s["misprints"])
@@ -248,20 +300,20 @@ def _slide_blocks(s: dict, who: dict) -> list:
                   f"to about {s['significant_digits']} significant digits (largest relative difference "
                   f"{_e(s['max_rel_to_printed_excluding_misprints'])}, the known misprint excepted), consistent with "
                   f"the slide's float32 computation and print (float32 eps = {np.finfo(np.float32).eps:.1e}). "
-                  f"Predicted classes: {', '.join(CLASS_NAMES[k] for k in s['predicted'])}."),
+                  f"Predicted classes: {', '.join(names[k] for k in s['predicted'])}."),
             ("table", ["flower", "features", "true", "class", "slide (printed)", f"{who['candidate']} (candidate)",
                        f"{who['reference']} (reference)", "candidate rel. to slide"], rows),
             ("p", f"\\* a known misprint on the slide (it dropped a digit): {mis}.")]
 
 
 def terminal_summary(r: dict, out: Path, seconds: float) -> str:
-    t, te, c = r["trajectory_summary"], r["test"], r["config"]
+    t, te, c, n = r["trajectory_summary"], r["test"], r["config"], r["data"]["n_test"]
     who = {role: f"{r[role]} ({role})" for role in ("candidate", "reference")}
 
     def worst(k):
         return max((x["rel"] for x in r[k]["checks"] if isinstance(x["rel"], float)), default=0.0)
 
-    lines = [f"{r['verdict'].upper()}: {who['candidate']} vs {who['reference']} on iris, judged "
+    lines = [f"{r['verdict'].upper()}: {who['candidate']} vs {who['reference']} on {r['data']['name']}, judged "
              f"{r['judged_steps']} of {r['steps']} steps ({c['dtype']}, {c['optimizer']}, lr {c['lr']:g})"
              + (": " + r["reason"].removeprefix(f"judged {r['judged_steps']} of {r['steps']} steps: ")
                 if r["reason"] else ""),
@@ -277,8 +329,8 @@ def terminal_summary(r: dict, out: Path, seconds: float) -> str:
                      f"{k['summary']['steps']} steps, max divergence {k['summary']['max_divergence']:.1e}")
     slide = ("" if r["slide"] is None else f"; slide's six flowers: {r['slide']['rel']:.1e} apart, about "
              f"{r['slide']['significant_digits']} digits of the slide's print")
-    lines.append(f"  test accuracy: {who['candidate']} {te['candidate']['correct']}/30, {who['reference']} "
-                 f"{te['reference']['correct']}/30{slide}")
+    lines.append(f"  test accuracy: {who['candidate']} {te['candidate']['correct']}/{n}, {who['reference']} "
+                 f"{te['reference']['correct']}/{n}{slide}")
     if r["verdict"] != "agree":
         lines.append(f"  {r['verdict']}: " + ", ".join(f"{k} {v}" for k, v in r["parts"].items() if v != "agree"))
     lines.append(f"  written to {out}/ (report.html, report.md, results.json, figures, weights) in {seconds:.1f} s")

@@ -110,6 +110,10 @@ def test_markdown_and_html_show_the_figures_and_the_run(report):
         assert f"]({fig})" in md
     assert md.splitlines()[0] == "# manual (candidate) vs torch (reference) on iris: AGREE, judged 50 of 50 steps"
     assert "misprint" in md and "**Verdict:** every compared quantity" in md
+    assert "| layers | 4-6-3 " in md and "| inputs | raw iris features, as the slides |" in md
+    assert ("| data | iris: the first 80 % of each class's rows in the data set's order, rounded down, train; the rest "
+            "test: 120 rows train, 30 rows test (40 train / 10 test per class) |") in md
+    assert "| classes | 3: setosa, versicolor, virginica |" in md and "left out here" not in md
     assert (f"manual (candidate) {r['test']['candidate']['correct']}/30, torch (reference) "
             f"{r['test']['reference']['correct']}/30") in md
     assert '<h1 class="agree">' in html
@@ -231,3 +235,54 @@ def test_a_disagreeing_candidate_gives_a_disagree_report_and_exit_1(tmp_path, ca
     assert md.startswith("# tests.test_report:off_gradient (candidate) vs torch (reference) on iris: DISAGREE")
     assert "disagreement in gradients" in md and '<h1 class="disagree">' in (tmp_path / "report.html").read_text()
     assert capsys.readouterr().out.startswith("DISAGREE: tests.test_report:off_gradient (candidate)")
+
+
+def _md_sections(md: str) -> dict:
+    """report.md's "## " sections by heading (the text before the first one under "")."""
+    out, head = {"": []}, ""
+    for line in md.splitlines():
+        if line.startswith("## "):
+            head = line[3:]
+            out[head] = []
+        out[head].append(line)
+    return {k: "\n".join(v) for k, v in out.items()}
+
+
+def test_a_wine_report_names_wine_its_classes_and_its_split(tmp_path, capsys):
+    assert main(["report", "--dataset", "wine", "--epochs", "3", "--hidden", "8", "--out", str(tmp_path)]) == 0
+    r = _results(tmp_path)
+    assert r["config"]["dataset"] == "wine" and r["config"]["data_file"] is None
+    classes = ["class_0", "class_1", "class_2"]  # load_wine().target_names
+    assert r["class_names"] == r["data"]["class_names"] == classes
+    d = r["data"]
+    assert (d["name"], d["source"], d["n_features"], d["n_train"], d["n_test"]) == ("wine", "dataset", 13, 141, 37)
+    assert r["slide"] is None and "slide's six flowers" not in r["parts"]
+    n = r["data"]["n_test"]
+    assert len(r["test"]["y"]) == len(r["test"]["candidate"]["pred"]) == n
+    assert all(len(rows) == 141 for rows in r["schedule"])
+    md = (tmp_path / "report.md").read_text()
+    assert md.splitlines()[0] == "# manual (candidate) vs torch (reference) on wine: AGREE, judged 3 of 3 steps"
+    assert "<title>manual (candidate) vs torch (reference) on wine: AGREE" in (tmp_path / "report.html").read_text()
+    assert "| layers | 13-8-3 " in md and "| classes | 3: class_0, class_1, class_2 |" in md
+    assert ("| data | wine: the first 80 % of each class's rows in the data set's order, rounded down, train; the rest "
+            "test: 141 rows train, 37 rows test (per class: 38–56 train, 10–15 test) |") in md
+    assert f"manual (candidate) {r['test']['candidate']['correct']}/{n}, torch (reference)" in md
+    assert "| # | wine row | true |" in md and "| class_0 |" in md
+    assert not [s for s in ("setosa", "flowers (", "/30", "120 rows", "120 training") if s in md]  # no iris facts
+    sections = _md_sections(md)
+    assert "Left out" in sections["The slide's six flowers"]
+    assert [k for k, v in sections.items() if "iris" in v] == ["The slide's six flowers"]  # iris is named there only
+    assert capsys.readouterr().out.startswith("AGREE: manual (candidate) vs torch (reference) on wine, judged 3 of 3")
+
+
+def test_a_long_test_split_is_tabled_in_part_and_says_where_the_rest_is(tmp_path, capsys):
+    assert main(["report", "--dataset", "breast_cancer", "--epochs", "2", "--hidden", "4", "--standardize",
+                 "--no-companion", "--out", str(tmp_path)]) == 0
+    r = _results(tmp_path)
+    n = r["data"]["n_test"]
+    assert n == len(r["test"]["rows"]) > 40 and r["class_names"] == ["malignant", "benign"]
+    table = _md_sections((tmp_path / "report.md").read_text())["Test accuracy and predictions"]
+    rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == 30 and rows[0].startswith(f"| 0 | {r['test']['rows'][0]} | ")
+    assert f"The first 30 of {n} test rows; {n - 30} left out here" in table and "results.json holds every row" in table
+    capsys.readouterr()
