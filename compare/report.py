@@ -5,7 +5,7 @@ results.json (everything in the report as data, including "verdict", "agree" and
 weights init.safetensors, final-candidate.safetensors, final-reference.safetensors
 (restored-candidate/-reference.safetensors when early stopping restored the best weights); each weights
 file's metadata names the implementation.  Files and JSON keys name roles; text and legends name the
-implementations ("jax (candidate)").  The report is built in a hidden folder beside DIR and swapped in
+implementations ("torch (candidate)").  The report is built in a hidden folder beside DIR and swapped in
 whole at the end (compare/outputs.py's ReportDir), so DIR holds the old report or the new one, complete,
 whatever interrupts the run; an existing DIR holding anything but a previous report is refused unless
 ``force``.  results.json holds no timestamps or timings: one seed, one file.

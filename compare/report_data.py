@@ -23,7 +23,7 @@ ROLES = ("candidate", "reference")
 
 
 def label(name: str, role: str) -> str:
-    """How text and legends name a side: ``jax (candidate)``."""
+    """How text and legends name a side: ``torch (candidate)``."""
     return f"{name} ({role})"
 
 

@@ -1,6 +1,6 @@
 """The report's text: built from results.json's dict alone (so every figure in the prose is in the data),
 as a list of blocks (rendered by report_render.py to markdown and to self-contained HTML).  Text names
-the implementations with their roles ("jax (candidate)"); the data it reads is keyed by role."""
+the implementations with their roles ("torch (candidate)"); the data it reads is keyed by role."""
 from __future__ import annotations
 
 from pathlib import Path

@@ -6,7 +6,6 @@ import json
 import os
 import re
 import subprocess
-from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -14,38 +13,24 @@ import pytest
 
 from compare.cli import main
 from compare.lessons import LESSONS
-from manual import activations as manual_activations
 from manual.adapter import ManualImplementation
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
-@contextmanager
-def _buggy_sigmoid_prime():
-    """sigma' written as sigma(1 + sigma) instead of sigma(1 - sigma), in manual's activation table."""
-    saved = manual_activations.HIDDEN["sigmoid"]
-    manual_activations.HIDDEN["sigmoid"] = (saved[0], lambda z, fz, out=None: fz * (1.0 + fz))
-    try:
-        yield
-    finally:
-        manual_activations.HIDDEN["sigmoid"] = saved
-
-
 class SigmoidPrimeBug(ManualImplementation):
-    """manual with the planted bug, loaded as --candidate tests.test_lessons:SIGMOID_BUG (an instance:
-    compare.registry.load takes a class that has the protocol's methods as the implementation itself)."""
+    """manual with sigma' written as sigma(1 + sigma) instead of sigma(1 - sigma), loaded as
+    --candidate tests.test_lessons:SIGMOID_BUG."""
 
     def __init__(self):
         super().__init__()
         self.name = "manual-sigmoid-bug"
 
-    def forward_backward(self, *args, **kw):
-        with _buggy_sigmoid_prime():
-            return super().forward_backward(*args, **kw)
-
-    def train(self, *args, **kw):
-        with _buggy_sigmoid_prime():
-            return super().train(*args, **kw)
+    def _net(self, spec, weights):
+        net = super()._net(spec, weights)
+        if net.sigma.name == "sigmoid":
+            net.sigma = net.sigma._replace(fprime=lambda z, fz, out=None: fz * (1.0 + fz))
+        return net
 
 
 SIGMOID_BUG = SigmoidPrimeBug()
