@@ -78,7 +78,7 @@ def tensor_errors(panels: list[tuple[str, list[dict]]], dtype: str, names: dict)
     axes = fig.subplots(1, len(panels), squeeze=False, sharey=True,
                         width_ratios=[max(len(c), 1) for _, c in panels])[0]
     top, any_bad, any_floor = 0.0, False, False
-    for ax, (title, checks) in zip(axes, panels):
+    for ax, (title, checks) in zip(axes, panels, strict=False):
         if not checks:  # a section neither side could run
             ax.set_title(title)
             continue
@@ -92,7 +92,7 @@ def tensor_errors(panels: list[tuple[str, list[dict]]], dtype: str, names: dict)
         bad = ~(rel <= allowed)
         any_bad |= bool(bad.any())
         bars = ax.bar(x - (w / 2 if has_floor else 0), shown, w, color=np.where(bad, FAIL_BAR, CAND))
-        for b, r, y in zip(bars, rel, shown):
+        for b, r, y in zip(bars, rel, shown, strict=False):
             if r == 0 or not np.isfinite(r):
                 ax.annotate("0" if r == 0 else str(r), (b.get_x() + b.get_width() / 2, y), ha="center",
                             va="bottom", fontsize=8)
@@ -125,7 +125,7 @@ def _unjudged_spans(judged) -> list[tuple[int, int]]:
     """(first, last) of every run of consecutive steps that were not judged."""
     j = np.asarray(judged, dtype=bool)
     edges = np.flatnonzero(np.diff(np.concatenate([[0], (~j).astype(int), [0]])))
-    return [(int(s), int(e) - 1) for s, e in zip(edges[::2], edges[1::2])]
+    return [(int(s), int(e) - 1) for s, e in zip(edges[::2], edges[1::2], strict=False)]
 
 
 def divergence(panels: list[dict]) -> bytes:
@@ -134,10 +134,10 @@ def divergence(panels: list[dict]) -> bytes:
     step), "allowance", "judged", "first_failure" (step or None), "verdict", "pair", "steps", "judged_steps"}."""
     fig = Figure(figsize=(10, 5.4 * len(panels)), layout="constrained")
     axes = fig.subplots(len(panels), 1, squeeze=False)[:, 0]
-    for ax, p in zip(axes, panels):
+    for ax, p in zip(axes, panels, strict=False):
         steps = np.arange(len(p["divergence"]))
         ax.plot(steps, _pos(p["divergence"]), color=CAND, lw=1.4, label=f"divergence: {p['pair']}")
-        for (lab, lev), col in zip(p["noise"].items(), (NOISE_CAND, NOISE_REF)):
+        for (lab, lev), col in zip(p["noise"].items(), (NOISE_CAND, NOISE_REF), strict=False):
             ax.plot(np.arange(len(lev)), _pos(lev), color=col, lw=1.3, ls="-.", label=lab)
         ax.plot(steps, _pos(p["allowance"]), color=ALLOW, lw=1.6, ls="--",
                 label="allowance (the check's limit, from the tighter noise envelope)")
@@ -167,7 +167,7 @@ def confusion(y_true, preds: dict[str, np.ndarray], class_names, title: str) -> 
     axes = fig.subplots(1, len(preds), squeeze=False)[0]
     size = 13 if k <= 5 else 10 if k <= 12 else 7
     slanted = k > 3 and max(map(len, class_names)) > 3  # long names on many columns: slant them
-    for ax, (name, pred) in zip(axes, preds.items()):
+    for ax, (name, pred) in zip(axes, preds.items(), strict=False):
         cm = np.zeros((k, k), dtype=int)
         np.add.at(cm, (np.asarray(y_true), np.asarray(pred)), 1)
         ax.imshow(cm, cmap="Blues", vmin=0, vmax=max(int(cm.max()), 1))

@@ -24,8 +24,9 @@ class PairSummary:
     """Per step, ``a`` against ``b``: relative error per tensor (and the loss, normwise over the steps
     so far), and where ``worst`` is asked, the worst entry's index, both values and the max-abs."""
 
-    def __init__(self, offs, dtype, worst: bool):
+    def __init__(self, offs, dtype, worst: bool, input_scale: float = 1.0):
         self.offs, self.floor_rel, self.keep_worst = offs, tol.GROUP_FLOOR[str(np.dtype(dtype))], worst
+        self.abs_floor = tol.PARAM_FLOOR[str(np.dtype(dtype))] / max(1.0, input_scale)  # see tolerances.py
         self.rel = {k: [0.0] for k in [*offs, "loss"]}
         self.worst = {k: [([], None, None, 0.0)] for k in offs}
         self.loss_scale = 0.0
@@ -33,7 +34,7 @@ class PairSummary:
     def add(self, A, B, loss_a, loss_b):
         with np.errstate(invalid="ignore", over="ignore"):
             fin_b = np.abs(np.where(np.isfinite(B), B, 0))
-            floor = self.floor_rel * float(fin_b.max(initial=0.0))
+            floor = max(self.floor_rel * float(fin_b.max(initial=0.0)), self.abs_floor)
             for k, (s, e, shape) in self.offs.items():
                 a, b = A[s:e], B[s:e]
                 d = np.abs(a - b)

@@ -36,6 +36,18 @@ def _floors(p32, p64):
     return out
 
 
+def _terms_floor(dtype, p) -> float:
+    """GROUP_FLOOR x the largest sum of |terms| a gradient entry adds up: n max|delta^l| max|a^{l-1}| for
+    dC/dW^l, n max|delta^l| for dC/db^l.  Gradients whose terms cancel (all-zero weights: every true
+    gradient is 0) are rounding residue of terms that size, not of their own tiny value."""
+    n, m = p.a[0].shape[0], 0.0
+    for l in range(1, len(p.z)):
+        if p.delta[l] is not None:
+            d = float(np.max(np.abs(np.asarray(p.delta[l], dtype=np.float64)), initial=0.0))
+            m = max(m, n * d * max(1.0, float(np.max(np.abs(np.asarray(p.a[l - 1], dtype=np.float64)), initial=0.0))))
+    return tol.GROUP_FLOOR[str(np.dtype(dtype))] * m
+
+
 def forward_and_gradients(candidate, reference, spec, weights, X, y, masks) -> tuple[Section, Section]:
     c = candidate.forward_backward(spec, weights, X, y, masks)
     r = reference.forward_backward(spec, weights, X, y, masks)
@@ -52,7 +64,7 @@ def forward_and_gradients(candidate, reference, spec, weights, X, y, masks) -> t
     base = r64 if r64 is not None else r   # what the candidate is measured against
     f_fwd = tol.group_floor(spec.dtype, *base.z[1:], *base.a[1:])
     f_delta = tol.group_floor(spec.dtype, *[d for d in base.delta[1:] if d is not None])
-    f_grad = tol.group_floor(spec.dtype, *base.grads.values())
+    f_grad = max(tol.group_floor(spec.dtype, *base.grads.values()), _terms_floor(spec.dtype, base))
 
     def one(key, l, cv, rv, r64v, f):
         return check_tensor(key, l, cv, rv, r64v, None if floor is None else floor[key], floor=f)

@@ -195,7 +195,7 @@ def blocks(r: dict) -> list:
 
 def _test_blocks(r, t, d, who, lab) -> list:
     te, names, n = r["test"], d["class_names"], d["n_test"]
-    same = sum(pc == pr for pc, pr in zip(te["candidate"]["pred"], te["reference"]["pred"]))
+    same = sum(pc == pr for pc, pr in zip(te["candidate"]["pred"], te["reference"]["pred"], strict=False))
     shown = n if n <= TEST_ROWS_WHOLE else TEST_ROWS_SHOWN
     B = [("h", 2, "Test accuracy and predictions"),
          ("p", f"Test split ({_rows(n)}): {lab['candidate']} {te['candidate']['correct']}/{n}, {lab['reference']} "
@@ -209,10 +209,10 @@ def _test_blocks(r, t, d, who, lab) -> list:
           [[i, row, names[y], names[pc], f"{te['candidate']['output'][i][pc]:.6f}", names[pr],
             f"{te['reference']['output'][i][pr]:.6f}", _ok(pc == pr)]
            for i, (row, y, pc, pr) in enumerate(zip(te["rows"][:shown], te["y"], te["candidate"]["pred"],
-                                                    te["reference"]["pred"]))])]
+                                                    te["reference"]["pred"], strict=False))])]
     if shown < n:
         differ = n - same - sum(pc != pr for pc, pr in zip(te["candidate"]["pred"][:shown],
-                                                            te["reference"]["pred"][:shown]))
+                                                            te["reference"]["pred"][:shown], strict=False))
         B.append(("p", f"The first {shown} of {n:,} test rows; {n - shown:,} left out here"
                        + (f" ({differ} of them predicted differently by the two)" if differ else "")
                        + " — `test` in results.json holds every row (predictions and outputs of both)."))
@@ -285,7 +285,7 @@ def _replay_blocks(r, rp, c) -> list:
 
 def _slide_blocks(s: dict, who: dict, names: list) -> list:
     rows = []
-    for i, (x, y) in enumerate(zip(s["flowers"], s["labels"])):
+    for i, (x, y) in enumerate(zip(s["flowers"], s["labels"], strict=False)):
         for j in range(3):
             star = " \\*" if [i, j] in s["misprints"] else ""
             rows.append([i + 1 if j == 0 else "", str(x) if j == 0 else "", names[y] if j == 0 else "",

@@ -95,6 +95,14 @@ OPTIM_RTOL, OPTIM_ATOL = 1e-14, 1e-15
 #   allowance (10 x FLOAT32_MIN_FLOOR), so any smaller floor would measure cancellation noise.
 GROUP_FLOOR = {"float64": 1e-4, "float32": 1.0}
 
+# Trajectories: a parameter acts through z = W a, so a difference in W matters in units of
+# 1 / max|x| (x: the inputs).  Parameter differences are measured against at least
+# PARAM_FLOOR[dtype] / max(1, max|x|): a network whose weights are all tiny (all-zero weights, where
+# every true gradient is 0 and every step moves the weights by rounding residue, ~1e-16 per step,
+# measured up to 1e-15 after 100 steps of raw iris) is not judged on the residue's own scale.  For the
+# usual weights (|W| ~ 0.1-10) the floor is below max|W| and changes nothing.
+PARAM_FLOOR = {"float64": 1e-2, "float32": 1.0}
+
 
 def rel_error(a: np.ndarray, b: np.ndarray, floor: float = 0.0) -> tuple[float, float]:
     """(max-abs, normwise relative) error of ``a`` against ``b``; inf if either has NaN/Inf.

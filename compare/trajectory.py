@@ -62,12 +62,30 @@ def zero_recorder(lock: Lockstep, role: str):
     return hook
 
 
-def noise_hook(seed: int, side: int, structural):
+def terms_scale(impl, spec, weights, data: Data) -> dict:
+    """Per gradient tensor, the size of the terms its entries sum at the initial weights: n max|delta^l|
+    max|a^{l-1}| for dC/dW^l, n max|delta^l| for dC/db^l ({} where the forward pass is not available)."""
+    if "forward" in impl.unavailable(spec) or "gradients" in impl.unavailable(spec):
+        return {}
+    p = impl.forward_backward(spec, weights, data.X_train, data.y_train, None)
+    n, out = data.X_train.shape[0], {}
+    for l in range(1, len(p.z)):
+        if p.delta[l] is not None:
+            d = n * float(np.max(np.abs(np.asarray(p.delta[l], dtype=np.float64)), initial=0.0))
+            out[f"W{l}"] = d * float(np.max(np.abs(np.asarray(p.a[l - 1], dtype=np.float64)), initial=0.0))
+            out[f"b{l}"] = d
+    return out
+
+
+def noise_hook(seed: int, side: int, structural, terms: dict | None = None):
     """The gradient hook of a noise run: every entry g of a tensor G moved by u NOISE_REL eps
-    (|g| + max|G|), max over every gradient tensor G, u uniform in [-1, 1], except structural zeros:
+    (|g| + S), u uniform in [-1, 1], S = max|G| over every gradient tensor, except structural zeros:
     ``structural(step, own_zeros)`` gives the entries exactly zero at that step in both
-    implementations' runs (a dead ReLU unit, a dropped unit), which stay zero (tolerances.py)."""
+    implementations' runs (a dead ReLU unit, a dropped unit), which stay zero (tolerances.py).
+    A tensor whose entries are all below GROUP_FLOOR of the size of its terms (``terms``: every
+    entry a cancellation residue, as with all-zero weights) has S = the terms' size instead."""
     rng = np.random.default_rng([seed, 4, side])
+    terms = terms or {}
 
     def hook(step, grads):
         out = {}
@@ -76,7 +94,8 @@ def noise_hook(seed: int, side: int, structural):
         for k, g in grads.items():
             g = np.asarray(g)
             g64 = g.astype(np.float64)
-            size = tol.NOISE_REL * float(np.finfo(g.dtype).eps) * (np.abs(g64) + scale)
+            residue = float(np.max(np.abs(g64), initial=0.0)) < tol.GROUP_FLOOR["float64"] * terms.get(k, 0.0)
+            size = tol.NOISE_REL * float(np.finfo(g.dtype).eps) * (np.abs(g64) + (terms[k] if residue else scale))
             out[k] = np.where(keep[k], g64, g64 + size * rng.uniform(-1, 1, g.shape)).astype(g.dtype)
         return out
     return hook
@@ -131,8 +150,9 @@ def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSourc
     roles = {"candidate": candidate, "reference": reference}
     can_noise = [r for r, impl in roles.items() if "noise" not in impl.unavailable(spec)]
     offs, dt, names = _offsets(weights), spec.dtype, param_names(len(weights) // 2)
-    pairs = {"candidate": PairSummary(offs, dt, worst=True),
-             **{f"noise {r}": PairSummary(offs, dt, worst=False) for r in can_noise}}
+    scale = float(np.max(np.abs(data.X_train), initial=0.0))
+    pairs = {"candidate": PairSummary(offs, dt, worst=True, input_scale=scale),
+             **{f"noise {r}": PairSummary(offs, dt, worst=False, input_scale=scale) for r in can_noise}}
 
     def compare(step, slots):  # a pair's rows stop at the first step where one of its runs has ended
         for key, summary in pairs.items():
@@ -148,7 +168,7 @@ def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSourc
             def structural(step, own):
                 return (lock.structural(step, can_noise, own))
             jobs[f"noise {r}"] = _job(impl, f"noise {r}", lock, spec, nudge(weights, spec.seed, side), data, order,
-                                      masks, noise_hook(spec.seed, side, structural), names)
+                                      masks, noise_hook(spec.seed, side, structural, terms_scale(impl, spec, weights, data)), names)
     out = run_all(jobs)
     for r in roles:  # the two real runs must finish; a noise run that diverges just ends its envelope
         if isinstance(out[r], BaseException):

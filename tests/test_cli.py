@@ -322,3 +322,34 @@ def test_help_documents_the_exit_statuses():
     for status in ("0 everything agrees", "1 something disagrees", "2 bad usage", "3 inconclusive",
                    "4 an environment or internal error"):
         assert status in text
+
+
+# ---- issue 15: numerics that gave a false DISAGREE on correct code ----------------------------------------
+def _scaled_weights(tmp_path, factor):
+    w = manual.init_weights([4, 6, 3], "torch", seed=0)
+    return str(manual.save_weights(tmp_path / f"w{factor}.safetensors", {k: v * factor for k, v in w.items()}))
+
+
+def test_all_zero_weights_agree_on_rounding_residue(tmp_path, capsys):
+    """Every true gradient is 0 and both sides return rounding residue (1e-16): measured against the
+    size of the terms, the loss and the inputs, not against the residue itself."""
+    code, out, err = run(["check", "--epochs", "3", "--json", "-", "--weights", _scaled_weights(tmp_path, 0)], capsys)
+    data = json.loads(out)
+    assert code == 0 and data["verdict"] == "agree", data["reason"]
+    assert all(data[s]["verdict"] == "agree" for s in ("gradients", "finite_differences", "trajectory"))
+
+
+def test_all_zero_weights_sit_on_an_unstable_point_reported_as_such(tmp_path, capsys):
+    """Training from all-zero weights is decided by rounding (the symmetric point is unstable): the
+    noise runs show it, and a long run is inconclusive, never a disagreement."""
+    code, out, err = run(["check", "--epochs", "1000", "--weights", _scaled_weights(tmp_path, 0)], capsys)
+    assert code == 3 and "INCONCLUSIVE" in out and "rounding amplified" in out, out
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "relu", "softplus"])
+def test_large_weights_pass_the_finite_differences(activation, tmp_path, capsys):
+    """Weights x 1000: |C| ~ 1e3, so h scales with the parameters and the rounding floor with |C|."""
+    code, out, err = run(["check", "--epochs", "1", "--activation", activation, "--json", "-",
+                          "--weights", _scaled_weights(tmp_path, 1000)], capsys)
+    data = json.loads(out)
+    assert data["finite_differences"]["verdict"] == "agree", data["finite_differences"]["checks"]
