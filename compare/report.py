@@ -6,7 +6,7 @@ weights init.safetensors, final-candidate.safetensors, final-reference.safetenso
 (restored-candidate/-reference.safetensors when early stopping restored the best weights); each weights
 file's metadata names the implementation.  Files and JSON keys name roles; text and legends name the
 implementations ("torch (candidate)").  The report is built in a hidden folder beside DIR and swapped in
-whole at the end (compare/outputs.py's ReportDir), so DIR holds the old report or the new one, complete,
+whole at the end (compare/report_dir.py), so DIR holds the old report or the new one, complete,
 whatever interrupts the run; an existing DIR holding anything but a previous report is refused unless
 ``force``.  results.json holds no timestamps or timings: one seed, one file.
 """
@@ -29,9 +29,9 @@ from manual.weights import atomic_write_bytes, save_weights
 from . import figures, report_data
 from . import harness as H
 from .data import load_split
-from .outputs import ReportDir
 from .registry import load
 from .report_data import ROLES, per_step, replay, slide_flowers, summary, test_split_predictions
+from .report_dir import ReportDir
 from .report_render import render_html, render_md
 from .report_text import FIGURES, blocks, terminal_summary
 from .results import jsonable

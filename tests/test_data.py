@@ -173,7 +173,7 @@ def test_a_pickle_inside_is_refused_without_being_executed(tmp_path, capsys, mon
 
 
 def test_data_files_are_read_bounded(tmp_path, capsys, monkeypatch):
-    import compare.data
+    import compare.npz
 
     code, out, err = run(["check", *FAST, "--data", str(tmp_path)], capsys)
     assert code == 2 and "not a regular file" in err
@@ -181,7 +181,7 @@ def test_data_files_are_read_bounded(tmp_path, capsys, monkeypatch):
     assert code == 2 and "cannot read it" in err
     path = tmp_path / "big.npz"
     np.savez_compressed(path, **_good(), extra=np.random.default_rng(0).random(10**4))
-    monkeypatch.setattr(compare.data, "data_max_bytes", lambda: 10_000)
+    monkeypatch.setattr(compare.npz, "data_max_bytes", lambda: 10_000)
     code, out, err = run(["check", *FAST, "--data", str(path)], capsys)
     assert code == 2 and "bytes, more than the 10,000 bytes allowed" in err, err
     np.savez_compressed(path, X_train=np.zeros((3000, 4)), **{k: v for k, v in _good().items() if k != "X_train"})

@@ -1,4 +1,4 @@
-"""compare/outputs.py: the report folder is replaced whole or not at all, foreign folders are refused,
+"""compare/report_dir.py and compare/outputs.py: the report folder is replaced whole or not at all, foreign folders are refused,
 a SIGINT does not wait for the companion; and a property test of the command line's parsing and checks."""
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 import compare.figures
 import compare.report
 from compare.cli import main
-from compare.outputs import REPORT_FILES, ReportDir
+from compare.report_dir import REPORT_FILES, ReportDir
 
 FAST = ["--epochs", "2", "--no-slide", "--no-companion"]
 
@@ -132,7 +132,7 @@ def test_a_symlink_to_a_report_folder_stays_a_symlink(old_report, tmp_path, caps
 def test_report_dir_without_the_exchange_falls_back_to_two_renames(tmp_path, monkeypatch):
     import errno
 
-    import compare.outputs as O
+    import compare.report_dir as O
 
     def unsupported(a, b):
         raise OSError(errno.EINVAL, "no")
