@@ -78,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     c = sub.add_parser("check", help="compare forward, gradients and a training trajectory on iris or --dataset / --data")
     _spec_options(c)
+    c.add_argument("--keep-trajectory", type=nonempty("--keep-trajectory"), metavar="FILE.npy",
+                   help="write every step's parameters of both sides to FILE.npy (streamed; float64, shape "
+                        "(steps + 1, 2, parameters))")
     c.add_argument("--json", type=nonempty("--json"), metavar="PATH",
                    help="write the full result as JSON (- for standard output, instead of the table)")
     r = sub.add_parser("report", help="write the comparison report (markdown, HTML, figures, JSON, weights)")
@@ -165,9 +168,13 @@ def _main(argv) -> int:
         if args.command == "report":
             from .report import prepare_out_dir
             out = prepare_out_dir(args.out, force=args.force)
-        elif args.json is not None:
+        else:
             from .outputs import check_file_output
-            target = check_file_output(args.json, "--json")
+            target = None if args.json is None else check_file_output(args.json, "--json")
+            if args.keep_trajectory is not None and check_file_output(args.keep_trajectory,
+                                                                      "--keep-trajectory").kind != "atomic":
+                raise ValueError(f"--keep-trajectory {args.keep_trajectory!r}: give a regular file (the array is "
+                                 "written in place as the run goes, then renamed)")
     except UsageError as e:
         print(str(e), file=sys.stderr)
         return 2
@@ -177,7 +184,7 @@ def _main(argv) -> int:
     try:
         if args.command == "check":
             from .harness import check
-            res, _ = check(candidate, reference, spec)
+            res, _ = check(candidate, reference, spec, keep_trajectory=args.keep_trajectory)
             if target is None or not target.to_stdout:
                 print(format_table(res))
             if target is not None:

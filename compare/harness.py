@@ -52,15 +52,17 @@ def _missing(section: str, impls: dict, spec) -> dict:
 
 
 def check(candidate, reference, spec: Spec | None = None, data: Split | None = None,
-          progress: Callable[[str], None] | None = None) -> tuple[CheckResult, Trajectory | None]:
-    """Run every section for ``candidate`` against ``reference`` (names or implementation objects)."""
+          progress: Callable[[str], None] | None = None, keep_trajectory: str | None = None
+          ) -> tuple[CheckResult, Trajectory | None]:
+    """Run every section for ``candidate`` against ``reference`` (names or implementation objects).
+    ``keep_trajectory``: a .npy file for every step's parameters of both sides (trajectory.keep_file)."""
     spec = spec or Spec()
     cand, ref = resolve(candidate, "candidate"), resolve(reference, "reference")
     with one_torch_thread():
-        return _check(cand, ref, spec, data, progress or (lambda s: None))
+        return _check(cand, ref, spec, data, progress or (lambda s: None), keep_trajectory)
 
 
-def _check(cand, ref, spec, data, say):
+def _check(cand, ref, spec, data, say, keep=None):
     data = data if data is not None else load_split(spec)
     check_fits(spec, data)
     weights = initial_weights(spec)
@@ -85,7 +87,7 @@ def _check(cand, ref, spec, data, say):
     if miss:
         tsec = not_available("trajectory", miss)
     else:
-        traj = trajectory(cand, ref, spec, weights, data_for(spec, data))
+        traj = trajectory(cand, ref, spec, weights, data_for(spec, data), keep=keep)
         tsec = traj.section
     sections = [fwd, grad, fd, tsec]
     verdict, reason = overall(sections)

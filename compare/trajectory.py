@@ -9,6 +9,7 @@ be identical for the epochs that end on a judged step.
 """
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -130,6 +131,18 @@ def _job(impl, role, lock, spec, weights, data, order, masks, hook, names):
     return run
 
 
+def keep_file(path: str, order, batch_size, start: np.ndarray):
+    """``--keep-trajectory``: a float64 .npy array of shape (steps + 1, 2, parameters), row 0 the shared
+    start, row s + 1 the candidate's [.., 0, ..] and the reference's [.., 1, ..] parameters after step s,
+    flattened W1, b1, W2, ...; rows past a run's end stay NaN.  Written to PATH.partial as the run goes
+    (a memory map: nothing is kept in memory) and renamed to PATH at the end."""
+    steps = order.shape[0] * len(range(0, order.shape[1], batch_size or order.shape[1]))
+    mm = np.lib.format.open_memmap(path + ".partial", mode="w+", dtype=np.float64, shape=(steps + 1, 2, start.size))
+    mm[:] = np.nan
+    mm[0, 0] = mm[0, 1] = start
+    return mm
+
+
 def _levels(summary: PairSummary, m: int, n: int) -> np.ndarray:
     """A noise run's distance from its own run, largest up to ENVELOPE_LEAD steps ahead, per step
     0..n (inf past the step m where either run ended)."""
@@ -141,8 +154,10 @@ def _levels(summary: PairSummary, m: int, n: int) -> np.ndarray:
     return level
 
 
-def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSource | None = None) -> Trajectory:
-    """Train both sides (and their noise runs) from ``weights`` in lockstep and judge every step."""
+def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSource | None = None,
+               keep: str | None = None) -> Trajectory:
+    """Train both sides (and their noise runs) from ``weights`` in lockstep and judge every step.
+    ``keep``: a .npy file that receives every step's parameters of both sides, as they go (see keep_file)."""
     n_train = data.X_train.shape[0]
     order = epoch_orders(n_train, spec.epochs, spec.batch_size, spec.seed)
     if masks is None and spec.dropout:
@@ -154,7 +169,11 @@ def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSourc
     pairs = {"candidate": PairSummary(offs, dt, worst=True, input_scale=scale),
              **{f"noise {r}": PairSummary(offs, dt, worst=False, input_scale=scale) for r in can_noise}}
 
+    record = keep_file(keep, order, spec.batch_size, flat(weights, names)) if keep else None
+
     def compare(step, slots):  # a pair's rows stop at the first step where one of its runs has ended
+        if record is not None and "candidate" in slots and "reference" in slots:
+            record[step + 1, 0], record[step + 1, 1] = slots["candidate"][0], slots["reference"][0]
         for key, summary in pairs.items():
             a, b = (("candidate", "reference") if key == "candidate" else (key, key.split()[1]))
             if a in slots and b in slots and len(summary.rel["loss"]) == step + 1:
@@ -170,6 +189,10 @@ def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSourc
             jobs[f"noise {r}"] = _job(impl, f"noise {r}", lock, spec, nudge(weights, spec.seed, side), data, order,
                                       masks, noise_hook(spec.seed, side, structural, terms_scale(impl, spec, weights, data)), names)
     out = run_all(jobs)
+    if record is not None:
+        record.flush()
+        del record
+        os.replace(keep + ".partial", keep)
     for r in roles:  # the two real runs must finish; a noise run that diverges just ends its envelope
         if isinstance(out[r], BaseException):
             raise out[r]

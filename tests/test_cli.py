@@ -353,3 +353,16 @@ def test_large_weights_pass_the_finite_differences(activation, tmp_path, capsys)
                           "--weights", _scaled_weights(tmp_path, 1000)], capsys)
     data = json.loads(out)
     assert data["finite_differences"]["verdict"] == "agree", data["finite_differences"]["checks"]
+
+
+def test_keep_trajectory_streams_every_step_of_both_sides(tmp_path, capsys):
+    path = tmp_path / "traj.npy"
+    code, out, err = run(["check", "--epochs", "4", "--batch-size", "60", "--keep-trajectory", str(path),
+                          "--json", "-"], capsys)
+    assert code == 0, err
+    a = np.load(path)
+    assert a.shape == (9, 2, 51) and not np.isnan(a).any() and not (tmp_path / "traj.npy.partial").exists()
+    w = manual.init_weights([4, 6, 3], "torch", seed=0)
+    assert np.array_equal(a[0, 0], np.concatenate([w[k].ravel() for k in ("W1", "b1", "W2", "b2")]))
+    assert np.abs(a[:, 0] - a[:, 1]).max() < 1e-12 < np.abs(a[-1, 0] - a[0, 0]).max()
+    assert main(["check", "--epochs", "1", "--keep-trajectory", "/dev/null"]) == 2
