@@ -70,7 +70,6 @@ class MLP:
         self.sigma = hidden_activation(activation, gamma)  # Activation: f, fprime
         self.output_fn = OUTPUT[output]                    # Output: f, backprop
         self.cost = LOSS[loss]                              # Loss: value, delta
-        self.loss_f = self.cost.value                       # value(z^L, a^L, Y, y), as compare/harness.py calls it
         # Own copies, 1-indexed like the lecture (W[1] .. W[L]), updated in place by the optimisers:
         # views of one flat array, W1, b1, W2, b2, ... back to back (manual/flat.py).
         self.shapes = [weights[name].shape for name in self.names]
@@ -217,10 +216,6 @@ class MLP:
             db[l][...] = ones(len(Y), self.dtype) @ delta[l]          # ∂C/∂b^l = Σ δ^l over the batch
         self.delta = delta
         return grads
-
-    def _forward(self, X, masks=None):
-        """Kept for compare/harness.py's finite differences until they call ``loss(X, y, masks)``."""
-        return self.feedforward(X, masks)
 
 
 def by_layer(masks, L: int) -> list:

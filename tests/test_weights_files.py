@@ -3,6 +3,7 @@ unpickling them) and names the file in every error; manual.save_weights keeps it
 is atomic (the old file stays whole until a complete hidden sibling replaces it, and nothing is left
 behind when it fails)."""
 import errno
+import json
 import io
 import os
 import pickle
@@ -224,3 +225,56 @@ def test_init_schemes_draw_from_the_stated_distributions(scheme, name):
     std = INIT_MOMENTS[scheme, name]
     assert abs(x.mean()) < 5 * std / np.sqrt(x.size)  # five standard errors of the sample mean
     assert x.std() == pytest.approx(std, rel=0.03 if x.size > 1000 else 0.15)
+
+
+# ---- bounded reads: a file is refused on its header and its size before it is read ---------------------
+def _header_file(path, header: dict, data: bytes = b"") -> str:
+    raw = json.dumps(header).encode()
+    path.write_bytes(len(raw).to_bytes(8, "little") + raw + data)
+    return str(path)
+
+
+def test_a_file_larger_than_the_cap_is_refused_with_both_sizes(tmp_path):
+    path = manual.save_weights(tmp_path / "w.safetensors", manual.init_weights([4, 6, 3], seed=0))
+    with pytest.raises(manual.WeightsError, match=r"header declares 408 bytes of tensors, more than the 100 bytes allowed"):
+        manual.load_weights(path, max_bytes=100)
+    assert set(manual.load_weights(path, max_bytes=408)) == {"W1", "b1", "W2", "b2"}  # the cap itself passes
+
+
+def test_a_header_that_declares_more_than_the_file_is_refused_unread(tmp_path):
+    from manual.weights import MAX_HEADER_BYTES
+
+    big = _header_file(tmp_path / "h.safetensors", {"W1": {"dtype": "F64", "shape": [10**6, 10**6],
+                                                           "data_offsets": [0, 8 * 10**12]}})
+    with pytest.raises(manual.WeightsError, match=r"declares 8e\+03 GB of tensors, more than the"):
+        manual.load_weights(big)
+    path = tmp_path / "long.safetensors"
+    path.write_bytes((MAX_HEADER_BYTES + 1).to_bytes(8, "little") + b" " * (MAX_HEADER_BYTES + 1))
+    with pytest.raises(manual.WeightsError, match=r"its safetensors header declares 1,048,577 bytes \(at most "
+                                                  r"1,048,576 bytes is read\)"):
+        manual.load_weights(path)
+
+
+def test_a_file_whose_size_exceeds_the_cap_is_refused_before_reading(tmp_path):
+    path = tmp_path / "sparse.safetensors"
+    with open(path, "wb") as f:
+        f.write((2).to_bytes(8, "little") + b"{}")
+        f.truncate(3 * 10**6)  # beyond the cap plus the largest header read
+    with pytest.raises(manual.WeightsError, match=r"it holds 3,000,000 bytes, more than the 1,000 bytes allowed"):
+        manual.load_weights(path, max_bytes=1000)
+
+
+def test_devices_and_fifos_are_not_read(tmp_path):
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    for path, kind in (("/dev/zero", "a character device"), (str(fifo), "a FIFO")):
+        with pytest.raises(manual.WeightsError, match=rf"is not a regular file \({kind}\)"):
+            manual.load_weights(path)
+
+
+def test_the_default_cap_is_half_of_physical_memory():
+    from manual.weights import _gb, _memory_cap
+
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    assert _memory_cap() == total // 2
+    assert (_gb(99_999_999), _gb(10**8), _gb(25 * 10**9)) == ("99,999,999 bytes", "0.1 GB", "25 GB")
