@@ -3,8 +3,8 @@ unpickling them) and names the file in every error; manual.save_weights keeps it
 is atomic (the old file stays whole until a complete hidden sibling replaces it, and nothing is left
 behind when it fails)."""
 import errno
-import json
 import io
+import json
 import os
 import pickle
 import re
