@@ -17,7 +17,8 @@ FLOAT64_RTOL = 1e-10
 # Trajectories are judged step by step against an envelope measured in the same run.  Each
 # implementation makes a noise run besides its own run: the same training from weights moved by
 # one rounding error (x (1 +- eps), exact zeros stay zero) whose gradients are moved by NOISE_REL
-# rounding errors before every step: a nonzero entry g of tensor G by u NOISE_REL eps (|g| + max|G|),
+# rounding errors before every step: a nonzero entry g of tensor G by u NOISE_REL eps (|g| + max|G|) (max over that tensor; over the
+# size of the terms it sums where the whole tensor is cancellation residue),
 # u uniform in [-1, 1].  That is the size of the difference two correct implementations make when
 # they sum the same terms in another order (relative to the terms, whose scale max|G| stands for:
 # an entry that cancels to ~1e-17 in one order may be 5e-17 in another, and Adam turns either into a

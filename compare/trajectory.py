@@ -91,12 +91,13 @@ def noise_hook(seed: int, side: int, structural, terms: dict | None = None):
     def hook(step, grads):
         out = {}
         keep = structural(step, {k: np.asarray(g) == 0 for k, g in grads.items()})
-        scale = max(float(np.max(np.abs(g), initial=0.0)) for g in grads.values())
         for k, g in grads.items():
             g = np.asarray(g)
             g64 = g.astype(np.float64)
-            residue = float(np.max(np.abs(g64), initial=0.0)) < tol.GROUP_FLOOR["float64"] * terms.get(k, 0.0)
-            size = tol.NOISE_REL * float(np.finfo(g.dtype).eps) * (np.abs(g64) + (terms[k] if residue else scale))
+            scale = float(np.max(np.abs(g64), initial=0.0))
+            if scale < tol.GROUP_FLOOR["float64"] * terms.get(k, 0.0):  # the whole tensor is cancellation residue
+                scale = terms[k]
+            size = tol.NOISE_REL * float(np.finfo(g.dtype).eps) * (np.abs(g64) + scale)
             out[k] = np.where(keep[k], g64, g64 + size * rng.uniform(-1, 1, g.shape)).astype(g.dtype)
         return out
     return hook
