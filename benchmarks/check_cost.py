@@ -46,7 +46,7 @@ BATCH = 32  # every grid point: minibatches of 32 (4 steps an epoch on iris: 32,
 
 def params(hidden, n_in=4, n_out=3) -> int:
     sizes = [n_in, *hidden, n_out]
-    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:]))
+    return sum(a * b + b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
 
 
 def epochs_for(steps: int, batch: int | None) -> int:
@@ -383,7 +383,8 @@ def main() -> None:
                           f"{r['train']['manual_s']:.2f} s torch {r['train']['torch_s']:.2f} s | check() "
                           f"{ck['check_s']:.1f} s ({ {k: round(v, 1) for k, v in ck['sections_s'].items()} }) "
                           f"process {ck['wall_s']:.1f} s peak {ck['peak_rss_mb']:.0f} MB | x{r['multiple']:.1f} "
-                          f"(cold x{r['multiple_cold']:.1f}, CPU x{r['multiple_cpu']:.1f}) | load {r['train']['load1_before']:.1f}/{ck['load1_before']:.1f}", flush=True)
+                          f"(cold x{r['multiple_cold']:.1f}, CPU x{r['multiple_cpu']:.1f}) "
+                          f"| load {r['train']['load1_before']:.1f}/{ck['load1_before']:.1f}", flush=True)
                 else:
                     print(f"{pt['name']}: failed: {r['train'].get('stderr_tail')} {ck.get('stderr_tail')}", flush=True)
                 with open(a.json, "w") as f:

@@ -85,6 +85,7 @@ class Lockstep:
     def arrive(self, role, step, weights_flat, loss):
         with self.cv:
             self.slots.setdefault(step, {})[role] = (weights_flat, loss)
+            self.cv.notify_all()  # a noise run waiting for this run's zeros of this step stops waiting
             self._try_complete()
             self.cv.wait_for(lambda: self.completed >= step)
 
@@ -101,8 +102,12 @@ class Lockstep:
 
     def structural(self, step, of_roles, own):
         """Entries zero at ``step`` in every run of ``of_roles`` still going (waits for them)."""
+        def settled(r):  # r gave its zeros for this step, or can no longer (done, or past its hook: a run
+            return (r in self.zeros.get(step, {}) or r in self.done  # that ignores grad_hook must not hang us)
+                    or r in self.slots.get(step, {}) or self.completed >= step)
+
         with self.cv:
-            self.cv.wait_for(lambda: all(r in self.zeros.get(step, {}) or r in self.done for r in of_roles))
+            self.cv.wait_for(lambda: all(settled(r) for r in of_roles))
             got = [self.zeros[step][r] for r in of_roles if r in self.zeros.get(step, {})]
         return {k: np.logical_and.reduce([z[k] for z in got]) for k in own} if got else own
 

@@ -79,3 +79,21 @@ def test_compare_names_no_framework_and_imports_none():
     code = "import sys, compare.harness, compare.cli; print(sorted(m for m in ('torch', 'jax') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert out.stdout.strip() == "[]", out.stderr
+
+
+class IgnoresTheHook(ManualImplementation):
+    """A port that never calls grad_hook (a protocol slip): its noise run is just a second run."""
+
+    def train(self, spec, weights, data, order, masks, grad_hook, on_step):
+        return super().train(spec, weights, data, order, masks, None, on_step)
+
+
+def test_an_implementation_that_ignores_the_gradient_hook_does_not_hang_the_check():
+    import threading
+
+    out = {}
+    t = threading.Thread(target=lambda: out.update(r=check(IgnoresTheHook(), "torch", Spec(epochs=5))[0]), daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "the lockstep rendezvous hung"
+    assert out["r"].verdict == "agree" and out["r"].judged_steps == 5
