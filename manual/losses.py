@@ -85,16 +85,24 @@ def _margins(a, y):
     return m
 
 
-def _through_output(grad):
-    """delta^L from dC/da^L: the output function's back-propagation of ``grad(a, Y, y)``."""
-    return lambda z, a, Y, y, output: output.backprop(z, a, grad(a, Y, y))
+# delta^L = the output function's back-propagation of dC/da^L (cross-entropy's is the shortcut above)
+def mse_delta(z, a, Y, y, output):
+    return output.backprop(z, a, mse_grad(a, Y, y))
+
+
+def l1_delta(z, a, Y, y, output):
+    return output.backprop(z, a, l1_grad(a, Y, y))
+
+
+def hinge_delta(z, a, Y, y, output):
+    return output.backprop(z, a, hinge_grad(a, Y, y))
 
 
 LOSS = {c.name: c for c in (
     Loss("cross_entropy", cross_entropy, cross_entropy_delta),
-    Loss("mse", mse, _through_output(mse_grad)),
-    Loss("l1", l1, _through_output(l1_grad)),
-    Loss("hinge", hinge, _through_output(hinge_grad)),
+    Loss("mse", mse, mse_delta),
+    Loss("l1", l1, l1_delta),
+    Loss("hinge", hinge, hinge_delta),
 )}
 
 
