@@ -67,6 +67,7 @@ class Lockstep:
         self.roles, self.compare = list(roles), compare
         self.slots: dict[int, dict] = {}
         self.completed, self.done = -1, set()
+        self.error: BaseException | None = None  # a comparison that failed: every run stops
         self.zeros: dict[int, dict] = {}   # step -> role -> {name: bool array}: the structural-zero rendezvous
 
     def _try_complete(self):
@@ -76,7 +77,12 @@ class Lockstep:
             live = [r for r in self.roles if r not in self.done]
             if not arrived or any(r not in arrived for r in live):
                 return
-            self.compare(step, arrived)
+            try:
+                self.compare(step, arrived)
+            except BaseException as e:  # noqa: BLE001  (a run handed something uncomparable: stop them all)
+                self.error = e
+                self.cv.notify_all()
+                raise
             del self.slots[step]
             self.zeros.pop(step - 1, None)
             self.completed = step
@@ -87,7 +93,9 @@ class Lockstep:
             self.slots.setdefault(step, {})[role] = (weights_flat, loss)
             self.cv.notify_all()  # a noise run waiting for this run's zeros of this step stops waiting
             self._try_complete()
-            self.cv.wait_for(lambda: self.completed >= step)
+            self.cv.wait_for(lambda: self.completed >= step or self.error is not None)
+            if self.error is not None:
+                raise RuntimeError(f"the step-by-step comparison failed at step {step}: {self.error}")
 
     def finish(self, role):
         with self.cv:
@@ -107,7 +115,7 @@ class Lockstep:
                     or r in self.slots.get(step, {}) or self.completed >= step)
 
         with self.cv:
-            self.cv.wait_for(lambda: all(settled(r) for r in of_roles))
+            self.cv.wait_for(lambda: self.error is not None or all(settled(r) for r in of_roles))
             got = [self.zeros[step][r] for r in of_roles if r in self.zeros.get(step, {})]
         return {k: np.logical_and.reduce([z[k] for z in got]) for k in own} if got else own
 

@@ -190,6 +190,10 @@ def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSourc
             jobs[f"noise {r}"] = _job(impl, f"noise {r}", lock, spec, nudge(weights, spec.seed, side), data, order,
                                       masks, noise_hook(spec.seed, side, structural, terms_scale(impl, spec, weights, data)), names)
     out = run_all(jobs)
+    if lock.error is not None:
+        raise RuntimeError(f"the step-by-step comparison failed: {type(lock.error).__name__}: {lock.error} "
+                           "(an implementation handed on_step something other than (step, weights, loss); "
+                           "see compare.protocol)")
     if record is not None:
         record.flush()
         del record

@@ -97,3 +97,28 @@ def test_an_implementation_that_ignores_the_gradient_hook_does_not_hang_the_chec
     t.join(60)
     assert not t.is_alive(), "the lockstep rendezvous hung"
     assert out["r"].verdict == "agree" and out["r"].judged_steps == 5
+
+
+class HandsNoLoss(ManualImplementation):
+    """A port whose on_step passes no loss: the comparison fails, and every run stops (no hang)."""
+
+    def train(self, spec, weights, data, order, masks, grad_hook, on_step):
+        return super().train(spec, weights, data, order, masks, grad_hook, lambda s, w, loss: on_step(s, w, None))
+
+
+def test_a_comparison_that_fails_stops_every_run_instead_of_hanging():
+    import threading
+
+    out = {}
+
+    def run():
+        try:
+            check(HandsNoLoss(), "torch", Spec(epochs=5))
+        except Exception as e:  # noqa: BLE001
+            out["e"] = e
+
+    t = threading.Thread(target=run, daemon=True)
+    t.start()
+    t.join(60)
+    assert not t.is_alive(), "the lockstep rendezvous hung"
+    assert isinstance(out["e"], RuntimeError) and "the step-by-step comparison failed: TypeError" in str(out["e"])
