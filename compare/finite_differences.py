@@ -1,14 +1,24 @@
 """Each side's back-propagated gradient against central differences of its own loss, in float64:
 a third opinion that needs no other implementation.
 
-The step for coordinate j is h_j = FD_STEP x max(1, |theta_j|), so it scales with the parameters.
-The error of a coordinate is |bp - fd|; it is judged relative to max |dC/dtheta| over the whole
-network, with the denominator floored at the difference quotient's own rounding error,
-FD_ROUNDING x eps x max(1, |C|) / h / FD_RTOL, so a gradient that is itself zero up to rounding
-(all-zero weights) is not measured against its rounding residue.  Large networks sample
-coordinates (seeded), every tensor keeping at least one.
+A network of at most ``max_coords`` parameters is checked coordinate by coordinate: for every
+theta_j, (C(theta + h_j e_j) - C(theta - h_j e_j)) / 2h_j against dC/dtheta_j, with the step
+h_j = FD_STEP x max(1, |theta_j|) scaled to the parameter.  A larger network is checked along
+FD_DIRECTIONS random directions per tensor (the fast mode of ``torch.autograd.gradcheck``): v a
+unit vector of random signs over that tensor's entries, g.v against (C(theta + hv) - C(theta - hv)) / 2h,
+h = FD_STEP x max(1, max |theta| of the tensor): two loss evaluations per direction instead of per
+coordinate, so the cost does not grow with the width, and a wrong formula anywhere in a tensor
+moves every direction.  Either way the error is judged relative to max |dC/dtheta| over the whole
+network (a coordinate is the direction e_j), the denominator floored at the difference quotient's
+own rounding error, FD_ROUNDING x eps x max(1, |C|) / h / FD_RTOL, so that a gradient that is
+itself zero up to rounding (all-zero weights) is not measured against its rounding residue.
+
+The loss comes from the implementation's optional ``loss`` method (a forward pass only; see
+compare.protocol), else from ``forward_backward``.
 """
 from __future__ import annotations
+
+from dataclasses import replace
 
 import numpy as np
 
@@ -16,31 +26,48 @@ from . import tolerances as tol
 from .results import TensorCheck, section, worst
 
 
-def _side(impl, role, spec64, w64, X, y, masks, coords_per_tensor, rng):
+def _loss_of(impl, spec64, X, y, masks):
+    if callable(getattr(impl, "loss", None)):
+        return lambda w: float(impl.loss(spec64, w, X, y, masks))
+    return lambda w: float(impl.forward_backward(spec64, w, X, y, masks).loss)
+
+
+def _directions(name, w, coordinate_wise: bool, rng):
+    """(steps h, directions as rows of a (k, w.size) array or None for the unit vectors e_j)."""
+    if coordinate_wise:
+        return tol.FD_STEP * np.maximum(1.0, np.abs(w.reshape(-1))), None
+    v = rng.choice([-1.0, 1.0], size=(tol.FD_DIRECTIONS, w.size)) / np.sqrt(w.size)
+    return np.full(tol.FD_DIRECTIONS, tol.FD_STEP * max(1.0, float(np.max(np.abs(w))))), v
+
+
+def _side(impl, role, spec64, w64, X, y, masks, coordinate_wise: bool, rng):
     base = impl.forward_backward(spec64, w64, X, y, masks)
+    loss = _loss_of(impl, spec64, X, y, masks)
     C = abs(float(base.loss))
     scale = max(float(np.max(np.abs(g))) for g in base.grads.values())
     eps = float(np.finfo(np.float64).eps)
     checks, floors = [], []
+    moved = {n: v.copy() for n, v in w64.items()}
     for name, w in w64.items():
-        k = coords_per_tensor[name]
-        coords = np.arange(w.size) if k >= w.size else np.sort(rng.choice(w.size, k, replace=False))
-        fd = np.empty(len(coords))
-        hs = tol.FD_STEP * np.maximum(1.0, np.abs(w.reshape(-1)[coords]))
-        for j, (c, h) in enumerate(zip(coords, hs, strict=False)):
-            moved = {n: v.copy() for n, v in w64.items()}
-            flat = moved[name].reshape(-1)
-            flat[c] = w.reshape(-1)[c] + h
-            up = impl.forward_backward(spec64, moved, X, y, masks).loss
-            flat[c] = w.reshape(-1)[c] - h
-            down = impl.forward_backward(spec64, moved, X, y, masks).loss
+        hs, dirs = _directions(name, w, coordinate_wise, rng)
+        flat, w0 = moved[name].reshape(-1), w.reshape(-1)
+        g = np.asarray(base.grads[name], dtype=np.float64).reshape(-1)
+        fd = np.empty(len(hs))
+        for j, h in enumerate(hs):
+            step = h * (dirs[j] if dirs is not None else 1.0)
+            at = slice(None) if dirs is not None else slice(j, j + 1)
+            flat[at] = w0[at] + step
+            up = loss(moved)
+            flat[at] = w0[at] - step
+            down = loss(moved)
+            flat[at] = w0[at]
             fd[j] = (up - down) / (2 * h)
+        bp = g if dirs is None else dirs @ g
         floors.append(tol.FD_ROUNDING * eps * max(1.0, C) / float(np.min(hs)) / tol.FD_RTOL)
-        bp = np.asarray(base.grads[name], dtype=np.float64).reshape(-1)[coords]
         max_abs = float(np.max(np.abs(bp - fd))) if np.isfinite(fd).all() else float("inf")
         index, bv, fv = worst(bp, fd)
         checks.append(TensorCheck(f"d{name}", int(name[1:]), list(w.shape), max_abs, 0.0, tol.FD_RTOL, False, None,
-                                  index, bv, fv, side=role))
+                                  index if dirs is None else [], bv, fv, side=role))
     denom = max(scale, max(floors))
     for t in checks:
         t.rel = t.max_abs / denom if denom > 0 else (0.0 if t.max_abs == 0 else float("inf"))
@@ -50,22 +77,24 @@ def _side(impl, role, spec64, w64, X, y, masks, coords_per_tensor, rng):
 
 def finite_differences(impls: dict, spec, weights, X, y, masks, max_coords: int = 400):
     """``impls``: role -> implementation (those that can run this section)."""
-    from dataclasses import replace
-
     spec64 = replace(spec, dtype="float64", weights_file=None)
     w64 = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
     X64, m64 = np.asarray(X, dtype=np.float64), None if masks is None else [np.asarray(m, np.float64) for m in masks]
     total = sum(w.size for w in w64.values())
-    per = {k: (w.size if total <= max_coords else max(1, round(max_coords * w.size / total))) for k, w in w64.items()}
+    coordinate_wise = total <= max_coords
     checks, notes = [], []
     for side, (role, impl) in enumerate(impls.items()):
         rng = np.random.default_rng([spec.seed, 2, side])
-        cs, scale, denom, C = _side(impl, role, spec64, w64, X64, y, m64, per, rng)
+        cs, scale, denom, C = _side(impl, role, spec64, w64, X64, y, m64, coordinate_wise, rng)
         checks += cs
+        how = ("h = {0:g} x max(1, |theta_j|)" if coordinate_wise else "h = {0:g} x max(1, max |theta| of the tensor)")
         notes.append(f"{role} ({impl.name}): its back-propagated gradient against central differences of its own loss, "
-                     f"float64, h = {tol.FD_STEP:g} x max(1, |theta|); error relative to {denom:.3g} "
+                     f"float64, {how.format(tol.FD_STEP)}; error relative to {denom:.3g} "
                      f"(max |dC/dtheta| = {scale:.3g}, |C| = {C:.3g})")
-    n_coords = sum(min(per[k], w64[k].size) for k in w64)
-    notes.append(f"{n_coords} of {total} coordinates per side" + (" (sampled, seeded; every tensor at least one)"
-                                                                   if n_coords < total else " (all)"))
+    if coordinate_wise:
+        notes.append(f"all {total} coordinates per side")
+    else:
+        notes.append(f"{tol.FD_DIRECTIONS} random directions per tensor per side ({tol.FD_DIRECTIONS * len(w64)} in all; "
+                     f"unit vectors of random signs, seeded): the network has {total} parameters, more than the "
+                     f"{max_coords} checked coordinate by coordinate; a direction's error is |g.v - fd|")
     return section("finite_differences", checks, notes)

@@ -23,16 +23,19 @@ def _float64_pass(impl, spec64, weights, X, y, masks):
                                  None if masks is None else [_up(m) for m in masks])
 
 
-def _floors(p32, p64):
-    """Per tensor key: one side's own float32 error against its float64 run."""
+def _floors(p32, p64, f: dict):
+    """Per tensor key: one side's own float32 error against its float64 run, measured with the same
+    denominator floors ``f`` (group -> floor) as the candidate's error, so that a cancellation residue
+    both sides share (a true zero computed as a few ulps of its terms) is a finite noise level."""
     out = {}
     for l in range(1, len(p32.z)):
         for key in ("z", "a", "delta"):
             a, b = getattr(p32, key)[l], getattr(p64, key)[l]
-            out[f"{key}{l}"] = tol.rel_error(a, b)[1] if a is not None and b is not None else np.inf
+            fk = f["delta"] if key == "delta" else f["forward"]
+            out[f"{key}{l}"] = tol.rel_error(a, b, fk)[1] if a is not None and b is not None else np.inf
     out["loss"] = tol.rel_error(p32.loss, p64.loss)[1]
     for k in p32.grads:
-        out[f"d{k}"] = tol.rel_error(p32.grads[k], p64.grads[k])[1]
+        out[f"d{k}"] = tol.rel_error(p32.grads[k], p64.grads[k], f["grads"])[1]
     return out
 
 
@@ -51,20 +54,22 @@ def _terms_floor(dtype, p) -> float:
 def forward_and_gradients(candidate, reference, spec, weights, X, y, masks) -> tuple[Section, Section]:
     c = candidate.forward_backward(spec, weights, X, y, masks)
     r = reference.forward_backward(spec, weights, X, y, masks)
-    r64 = floor = None
+    r64 = c64 = floor = None
     if spec.np_dtype == np.float32:
         from dataclasses import replace
 
         spec64 = replace(spec, dtype="float64", weights_file=None)
         r64 = _float64_pass(reference, spec64, weights, X, y, masks)
         c64 = _float64_pass(candidate, spec64, weights, X, y, masks)
-        fr, fc = _floors(r, r64), _floors(c, c64)
-        floor = {k: min(fr[k], fc[k]) for k in fr}
     L = len(r.z) - 1
     base = r64 if r64 is not None else r   # what the candidate is measured against
     f_fwd = tol.group_floor(spec.dtype, *base.z[1:], *base.a[1:])
     f_delta = tol.group_floor(spec.dtype, *[d for d in base.delta[1:] if d is not None])
     f_grad = max(tol.group_floor(spec.dtype, *base.grads.values()), _terms_floor(spec.dtype, base))
+    if r64 is not None:
+        groups = {"forward": f_fwd, "delta": f_delta, "grads": f_grad}
+        fr, fc = _floors(r, r64, groups), _floors(c, c64, groups)
+        floor = {k: min(fr[k], fc[k]) for k in fr}
 
     def one(key, l, cv, rv, r64v, f):
         return check_tensor(key, l, cv, rv, r64v, None if floor is None else floor[key], floor=f)

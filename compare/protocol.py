@@ -23,6 +23,9 @@ Conventions (the contract; docs/porting.md walks through them):
   dropout) are recorded; epochs are 1-based in ``TrainResult``.
 - A run whose loss or parameters become NaN or Inf raises ``FloatingPointError`` (a subclass is
   fine), naming the step.
+- Optional: ``loss(spec, weights, X, y, masks) -> float``, the loss of one forward pass (no
+  backward).  Finite differences evaluate the loss hundreds of times and use it when present;
+  without it they take ``forward_backward(...).loss``, which gives the same numbers more slowly.
 - Early stopping (``spec.patience``): stop after ``patience`` epochs without a lower validation
   error rate than the best so far, and restore the best epoch's weights.
 """

@@ -75,6 +75,10 @@ FD_RTOL = 1e-7
 # error is a few eps, divided by 2h: FD_ROUNDING x eps x |C| / h bounds it.  Used as the floor of the
 # denominator (finite_differences.py) so that all-zero gradients are not measured against rounding.
 FD_ROUNDING = 10.0
+# Above finite_differences' max_coords parameters, FD_DIRECTIONS random directions per tensor instead
+# of every coordinate: a unit direction's step error is of the same order as a coordinate's, and a
+# formula that is wrong anywhere in the tensor moves every direction.
+FD_DIRECTIONS = 4
 
 
 # Unit tests that check manual/ against a float64 computation written out in the test itself (the

@@ -11,7 +11,7 @@ import numpy as np
 
 from compare.protocol import Pass, TrainResult
 
-from .model import Config, from_shared, layer_pass, predict, to_shared
+from .model import Config, batch_loss, from_shared, layer_pass, predict, to_shared
 from .train import train
 
 
@@ -30,6 +30,9 @@ def _device(option: str | None):
         have = ", ".join(str(d) for d in jax.devices())
         raise ValueError(f"implementation 'jax:{option}': no such device; JAX here has {have}")
     return devices[index]
+
+
+_batch_loss = jax.jit(batch_loss, static_argnames="cfg")  # compiled once per shape: finite differences call it often
 
 
 def _np(x, dtype):
@@ -69,6 +72,12 @@ class JaxImplementation:
             layer_pass(params, self._put(np.asarray(X, dt)), self._put(y), m, self._cfg(spec)))
         return Pass(float(loss), [None] + [_np(z, dt) for z in zs], [np.asarray(X)] + [_np(a, dt) for a in as_],
                     [None] + [_np(d, dt) for d in deltas], {k: _np(grads[k], dt) for k in weights})
+
+    def loss(self, spec, weights, X, y, masks) -> float:
+        dt = np.dtype(weights["W1"].dtype)
+        m = None if masks is None or not spec.dropout else [self._put(np.asarray(k, dt)) for k in masks]
+        return float(_batch_loss(from_shared(weights, self.device), self._put(np.asarray(X, dt)), self._put(y), m,
+                                 self._cfg(spec)))
 
     def train(self, spec, weights, data, order, masks, grad_hook, on_step) -> TrainResult:
         params = from_shared(weights, self.device)

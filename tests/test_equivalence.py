@@ -4,9 +4,15 @@ Forward and gradients do not depend on the optimiser or the batch regime, so the
 (activation, output/loss, depth, dtype), for all 10 valid output/loss pairs; trajectories run for the
 whole product with 7 pairs that use every output and every loss at least twice (float32 at depth 2).
 """
+from dataclasses import replace
+
+import numpy as np
 import pytest
 
-from helpers import ACTIVATIONS, BATCH, OPTIMIZERS, PAIRS, TRAJECTORY_PAIRS, assert_agree
+from compare.weights import initial_weights
+from helpers import (ACTIVATIONS, BATCH, OPTIMIZERS, PAIRS, TRAJECTORY_PAIRS, assert_agree, check_passes, describe,
+                     make_spec, small_split)
+from manual.adapter import ManualImplementation
 
 DTYPES = ["float64", "float32"]
 DEPTHS = [1, 2, 3]
@@ -61,3 +67,35 @@ def test_early_stopping_on_iris(optimizer, lr, dtype):
     assert traj.candidate.result.stopped_early and traj.reference.result.stopped_early
     assert traj.candidate.result.best_epoch == traj.reference.result.best_epoch and traj.candidate.result.epochs_run < 300
     assert any(c.tensor == "restored W1" and c.ok for c in traj.section.checks)
+
+
+class Residue(ManualImplementation):
+    """manual, with dC/db1[0] computed in float32 as ``size`` instead of its true value 0 (the hinge loss
+    with an identity output sums delta^1 to exactly 0 here: float64 gives 0, float32 may leave ulps)."""
+
+    def __init__(self, size):
+        super().__init__()
+        self.size = size
+
+    def forward_backward(self, spec, weights, X, y, masks):
+        p = super().forward_backward(spec, weights, X, y, masks)
+        if spec.dtype == "float32":
+            p.grads["b1"] = p.grads["b1"].copy()
+            p.grads["b1"][0] = np.float32(self.size)
+        return p
+
+
+def test_a_cancellation_residue_both_float32_sides_share_is_noise_and_a_larger_one_is_caught():
+    """Each side's own float32 error is measured with the same denominator floor as the candidate's error:
+    a true zero that both float32 runs leave as a few ulps of its terms (-2**-27 here) is the noise floor,
+    not an infinitely large error that would allow nothing; a residue of 2**-10 (1e-3 of the terms) is still a failure."""
+    spec = make_spec(activation="sigmoid", output="identity", loss="hinge", depth=1, dtype="float32")
+    data = small_split("float32")
+    w64 = {k: v.astype(np.float64) for k, v in initial_weights(spec).items()}
+    p64 = ManualImplementation().forward_backward(replace(spec, dtype="float64"), w64, data.X_train.astype(np.float64),
+                                                  data.y_train, None)
+    assert p64.grads["b1"][0] == 0.0, "the premise: a gradient entry that is exactly zero in float64"
+    fwd, grad = check_passes(spec, data, Residue(-2.0 ** -27), Residue(-2.0 ** -27))
+    assert fwd.agree and grad.agree, describe(grad)
+    fwd, grad = check_passes(spec, data, Residue(-2.0 ** -10), Residue(-2.0 ** -27))
+    assert not grad.agree and grad.first_failure.tensor == "db1"

@@ -9,8 +9,10 @@ import numpy as np
 import pytest
 
 import manual
+from compare import tolerances as tol
 from compare.finite_differences import finite_differences
 from compare.harness import initial_weights
+from compare.schedule import MaskSource
 from helpers import check_passes, make_spec, small_split
 from manual import losses
 from manual.adapter import ManualImplementation
@@ -98,3 +100,34 @@ def test_finite_differences_catch_a_wrong_derivative_without_torch():
     fd = finite_differences({"candidate": CopiedManual("wrong_derivative")}, spec, initial_weights(spec), d.X_train,
                             d.y_train, None)
     assert not fd.agree and fd.first_failure.layer in (1, 2) and fd.first_failure.side == "candidate"
+
+
+@pytest.mark.parametrize("role", ["candidate", "reference"])
+@pytest.mark.parametrize("bug", list(CASES))
+def test_finite_differences_along_random_directions_catch_every_planted_bug_in_a_wide_network(bug, role):
+    """Above 400 parameters the finite differences follow 4 random directions per tensor instead of every
+    coordinate: each planted BP bug still fails there, on the side that has it, and the faithful copy agrees."""
+    spec = make_spec(**{**BASE, "hidden": 24, **CASES[bug][0]})  # 4-24-24-3: 795 parameters, W2 square
+    d = small_split("float64")
+    masks = MaskSource(spec.dropout, spec.seed, spec.dtype, stream=3).step_masks(0, spec.sizes, d.X_train.shape[0])
+    w = initial_weights(spec)
+    fd = finite_differences({role: CopiedManual(None)}, spec, w, d.X_train, d.y_train, masks)
+    assert fd.agree, fd.first_failure
+    assert "4 random directions per tensor per side (24 in all" in fd.notes[-1] and "795 parameters" in fd.notes[-1]
+    fd = finite_differences({role: CopiedManual(bug)}, spec, w, d.X_train, d.y_train, masks)
+    assert not fd.agree and fd.first_failure.side == role, f"planted bug {bug!r} was not caught"
+    assert fd.first_failure.rel > 1e3 * fd.first_failure.allowed  # caught by far, not by a hair
+
+
+@pytest.mark.parametrize("name", ["manual", "torch", "jax"])
+def test_the_loss_alone_is_the_loss_of_the_full_pass(name):
+    """Finite differences use an implementation's optional ``loss`` (a forward pass only) in place of
+    ``forward_backward(...).loss``: the two must be the same number, with and without dropout masks."""
+    from helpers import impl
+    for dropout in (0.0, 0.3):
+        spec = make_spec(**{**BASE, "dropout": dropout})
+        d = small_split("float64")
+        masks = MaskSource(spec.dropout, spec.seed, spec.dtype, stream=3).step_masks(0, spec.sizes, d.X_train.shape[0])
+        i, w = impl(name), initial_weights(spec)
+        full = i.forward_backward(spec, w, d.X_train, d.y_train, masks).loss
+        assert i.loss(spec, w, d.X_train, d.y_train, masks) == pytest.approx(full, rel=tol.FLOAT64_RTOL, abs=0)

@@ -71,6 +71,14 @@ class TorchImplementation:
         return Pass(loss.item(), [None] + [np_(z) for z in probe.z[1:]], [np.asarray(X)] + [np_(a) for a in probe.a[1:]],
                     [None] + [np_(d) for d in probe.delta[1:]], grads)
 
+    def loss(self, spec, weights, X, y, masks) -> float:
+        model = self._model(spec, weights)
+        model.train()
+        with torch.no_grad(), Probe(model) as probe:
+            probe.masks = None if masks is None else [self._t(m) for m in masks]
+            logits = model(self._t(X))
+            return loss_fn(spec.loss)(logits, model.output(logits), self._t(y)).item()
+
     def train(self, spec, weights, data, order, masks, grad_hook, on_step) -> TrainResult:
         model = self._model(spec, weights)
         last = {}
