@@ -182,10 +182,10 @@ def worker_check(pt: dict, path: str) -> None:
         marks.append((s, time.perf_counter()))
         cpu_marks.append(time.process_time())
 
-    def timed_check(candidate, reference, spec=None, data=None, progress=None):
+    def timed_check(candidate, reference, spec=None, data=None, progress=None, keep_trajectory=None):
         mark("start")
         try:
-            return real_check(candidate, reference, spec, data, mark)
+            return real_check(candidate, reference, spec, data, mark, keep_trajectory)
         finally:
             mark("end")
 
@@ -198,7 +198,7 @@ def worker_check(pt: dict, path: str) -> None:
         def timed_compare(step, slots):
             t0 = time.perf_counter()
             compare(step, slots)
-            prof["compare_s"] += time.perf_counter() - t0   # under the rendezvous' lock: one at a time
+            prof["compare_s"] += time.perf_counter() - t0   # in the comparator thread, one step at a time
             prof["compare_calls"] += 1
         real_init(self, roles, timed_compare)
 

@@ -1,11 +1,13 @@
 """Training runs advanced in lockstep, compared step by step as they go: memory flat in the number
 of steps.
 
-Each run trains in its own thread; after every step it hands its weights to the comparison and
-waits until every run still going has reached that step.  The comparison keeps, per step, only
-summaries: per tensor the relative error, the worst entry's index and both values, and the loss.
-No run's parameters are kept beyond the step being compared (the same thread-safe rendezvous
-hands the noise runs the structural zeros of that step, see trajectory.noise_hook).
+Each run trains in its own thread; after every step it hands a copy of its weights to the
+rendezvous and goes on, at most DEPTH steps ahead of the slowest run.  One comparator thread
+compares each step once every run still going has handed it in, outside the rendezvous' lock, so
+that the runs keep training meanwhile.  The comparison keeps, per step, only summaries: per tensor
+the relative error, the worst entry's index and both values, and the loss.  No run's parameters
+are kept beyond the DEPTH + 1 steps in flight (the same rendezvous hands the noise runs the
+structural zeros of a step, see trajectory.noise_hook).
 """
 from __future__ import annotations
 
@@ -15,9 +17,24 @@ import numpy as np
 
 from . import tolerances as tol
 
+DEPTH = 2  # how many steps a run may be ahead of the last compared step
+
 
 def flat(w: dict, names) -> np.ndarray:
     return np.concatenate([np.asarray(w[k], dtype=np.float64).reshape(-1) for k in names])
+
+
+def tensor_scales(B: np.ndarray, offs: dict) -> dict:
+    """name -> max |b| over the finite entries of that tensor of the flat vector ``B`` (one pass over
+    B; shared by every pair that measures against B at a step)."""
+    out = {}
+    for k, (s, e, _) in offs.items():
+        m = float(np.max(np.abs(B[s:e]), initial=0.0))
+        if not np.isfinite(m):
+            b = B[s:e]
+            m = float(np.max(np.abs(b[np.isfinite(b)]), initial=0.0))
+        out[k] = m
+    return out
 
 
 class PairSummary:
@@ -30,25 +47,31 @@ class PairSummary:
         self.rel = {k: [0.0] for k in [*offs, "loss"]}
         self.worst = {k: [([], None, None, 0.0)] for k in offs}
         self.loss_scale = 0.0
+        self.buf = None
 
-    def add(self, A, B, loss_a, loss_b):
+    def add(self, A, B, loss_a, loss_b, scales: dict | None = None):
+        """``scales``: tensor_scales(B), when the caller has it already."""
+        scales = scales if scales is not None else tensor_scales(B, self.offs)
+        if self.buf is None or self.buf.shape != A.shape:
+            self.buf = np.empty(A.shape, dtype=np.float64)
+        d = self.buf
         with np.errstate(invalid="ignore", over="ignore"):
-            fin_b = np.abs(np.where(np.isfinite(B), B, 0))
-            floor = max(self.floor_rel * float(fin_b.max(initial=0.0)), self.abs_floor)
+            np.subtract(A, B, out=d)
+            np.abs(d, out=d)
+            floor = max(self.floor_rel * max(scales.values(), default=0.0), self.abs_floor)
             for k, (s, e, shape) in self.offs.items():
-                a, b = A[s:e], B[s:e]
-                d = np.abs(a - b)
-                if not (np.isfinite(a).all() and np.isfinite(b).all()):
-                    r = np.inf
-                else:
-                    dm = float(d.max(initial=0.0))
-                    r = 0.0 if dm == 0 else dm / max(float(fin_b[s:e].max(initial=0.0)), floor)
+                dk = d[s:e]
+                dm = float(np.max(dk, initial=0.0))
+                finite = np.isfinite(dm)   # a NaN or Inf anywhere in a, b or a - b shows in the max
+                r = (0.0 if dm == 0 else dm / max(scales[k], floor)) if finite else np.inf
                 self.rel[k].append(r)
                 if self.keep_worst:
-                    d = np.where(np.isfinite(d), d, np.inf)
-                    i = int(np.argmax(d)) if d.size else 0
-                    idx = [int(x) for x in np.unravel_index(i, shape)] if d.size else []
-                    self.worst[k].append((idx, float(a[i]), float(b[i]), float(np.max(d, initial=0.0))))
+                    if not finite:
+                        dk = np.where(np.isfinite(dk), dk, np.inf)
+                    i = int(np.argmax(dk)) if dk.size else 0
+                    idx = [int(x) for x in np.unravel_index(i, shape)] if dk.size else []
+                    self.worst[k].append((idx, float(A[s + i]) if dk.size else None,
+                                          float(B[s + i]) if dk.size else None, float(np.max(dk, initial=0.0))))
             if np.isfinite(loss_b):
                 self.loss_scale = max(self.loss_scale, abs(loss_b))
             r = 0.0 if loss_a == loss_b else abs(loss_a - loss_b) / self.loss_scale if self.loss_scale else np.inf
@@ -60,48 +83,59 @@ class PairSummary:
 
 class Lockstep:
     """The rendezvous of the runs (roles) of one trajectory.  ``compare(step, slots)`` is called once
-    per step, by the last run to arrive, with every arrived run's (flat weights, loss)."""
+    per step, in order, by the comparator thread, with every arrived run's (flat weights, loss);
+    ``close()`` waits for the last comparison."""
 
-    def __init__(self, roles, compare):
+    def __init__(self, roles, compare, depth: int = DEPTH):
         self.cv = threading.Condition()
-        self.roles, self.compare = list(roles), compare
+        self.roles, self.compare, self.depth = list(roles), compare, depth
         self.slots: dict[int, dict] = {}
         self.completed, self.done = -1, set()
         self.error: BaseException | None = None  # a comparison that failed: every run stops
         self.zeros: dict[int, dict] = {}   # step -> role -> {name: bool array}: the structural-zero rendezvous
+        self.thread = threading.Thread(target=self._comparator, name="trajectory-compare", daemon=True)
+        self.thread.start()
 
-    def _try_complete(self):
+    def _ready(self) -> bool:
+        arrived = self.slots.get(self.completed + 1, {})
+        return bool(arrived) and all(r in arrived for r in self.roles if r not in self.done)
+
+    def _comparator(self):
         while True:
-            step = self.completed + 1
-            arrived = self.slots.get(step, {})
-            live = [r for r in self.roles if r not in self.done]
-            if not arrived or any(r not in arrived for r in live):
-                return
+            with self.cv:
+                self.cv.wait_for(lambda: self._ready() or len(self.done) == len(self.roles))
+                if not self._ready():
+                    return  # every run has finished and every step they handed in is compared
+                step = self.completed + 1
+                arrived = self.slots.pop(step)
             try:
                 self.compare(step, arrived)
             except BaseException as e:  # noqa: BLE001  (a run handed something uncomparable: stop them all)
-                self.error = e
+                with self.cv:
+                    self.error = e
+                    self.cv.notify_all()
+                return
+            with self.cv:
+                self.zeros.pop(step - 1, None)
+                self.completed = step
                 self.cv.notify_all()
-                raise
-            del self.slots[step]
-            self.zeros.pop(step - 1, None)
-            self.completed = step
-            self.cv.notify_all()
 
     def arrive(self, role, step, weights_flat, loss):
         with self.cv:
             self.slots.setdefault(step, {})[role] = (weights_flat, loss)
-            self.cv.notify_all()  # a noise run waiting for this run's zeros of this step stops waiting
-            self._try_complete()
-            self.cv.wait_for(lambda: self.completed >= step or self.error is not None)
+            self.cv.notify_all()  # the comparator, and a noise run waiting for this run's zeros of this step
+            self.cv.wait_for(lambda: self.completed >= step - self.depth or self.error is not None)
             if self.error is not None:
                 raise RuntimeError(f"the step-by-step comparison failed at step {step}: {self.error}")
 
     def finish(self, role):
         with self.cv:
             self.done.add(role)
-            self._try_complete()
             self.cv.notify_all()
+
+    def close(self):
+        """Wait for the comparison of every step handed in (call after every run has finished)."""
+        self.thread.join()
 
     def put_zeros(self, role, step, zeros):
         with self.cv:

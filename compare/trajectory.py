@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import tolerances as tol
-from .lockstep import Lockstep, PairSummary, flat, run_all
+from .lockstep import Lockstep, PairSummary, flat, run_all, tensor_scales
 from .protocol import Data, TrainResult
 from .results import Section, TensorCheck, check_tensor, section
 from .schedule import MaskSource, batches, epoch_orders
@@ -93,12 +93,20 @@ def noise_hook(seed: int, side: int, structural, terms: dict | None = None):
         keep = structural(step, {k: np.asarray(g) == 0 for k, g in grads.items()})
         for k, g in grads.items():
             g = np.asarray(g)
-            g64 = g.astype(np.float64)
-            scale = float(np.max(np.abs(g64), initial=0.0))
+            g64 = np.asarray(g, dtype=np.float64)
+            moved = np.abs(g64)
+            scale = float(np.max(moved, initial=0.0))
             if scale < tol.GROUP_FLOOR["float64"] * terms.get(k, 0.0):  # the whole tensor is cancellation residue
                 scale = terms[k]
-            size = tol.NOISE_REL * float(np.finfo(g.dtype).eps) * (np.abs(g64) + scale)
-            out[k] = np.where(keep[k], g64, g64 + size * rng.uniform(-1, 1, g.shape)).astype(g.dtype)
+            moved += scale
+            moved *= tol.NOISE_REL * float(np.finfo(g.dtype).eps)       # the size, NOISE_REL eps (|g| + S)
+            u = rng.random(g.shape)
+            u *= 2
+            u -= 1                                                     # uniform in [-1, 1)
+            moved *= u
+            moved += g64
+            np.copyto(moved, g64, where=keep[k])
+            out[k] = moved.astype(g.dtype, copy=False)
         return out
     return hook
 
@@ -175,10 +183,13 @@ def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSourc
     def compare(step, slots):  # a pair's rows stop at the first step where one of its runs has ended
         if record is not None and "candidate" in slots and "reference" in slots:
             record[step + 1, 0], record[step + 1, 1] = slots["candidate"][0], slots["reference"][0]
+        scales = {}  # role -> tensor_scales of its weights: the reference's serves two pairs
         for key, summary in pairs.items():
             a, b = (("candidate", "reference") if key == "candidate" else (key, key.split()[1]))
             if a in slots and b in slots and len(summary.rel["loss"]) == step + 1:
-                summary.add(slots[a][0], slots[b][0], slots[a][1], slots[b][1])
+                if b not in scales:
+                    scales[b] = tensor_scales(slots[b][0], offs)
+                summary.add(slots[a][0], slots[b][0], slots[a][1], slots[b][1], scales[b])
 
     lock = Lockstep([*roles, *(f"noise {r}" for r in can_noise)], compare)
     jobs = {r: _job(impl, r, lock, spec, weights, data, order, masks,
@@ -190,6 +201,7 @@ def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSourc
             jobs[f"noise {r}"] = _job(impl, f"noise {r}", lock, spec, nudge(weights, spec.seed, side), data, order,
                                       masks, noise_hook(spec.seed, side, structural, terms_scale(impl, spec, weights, data)), names)
     out = run_all(jobs)
+    lock.close()
     if lock.error is not None:
         raise RuntimeError(f"the step-by-step comparison failed: {type(lock.error).__name__}: {lock.error} "
                            "(an implementation handed on_step something other than (step, weights, loss); "

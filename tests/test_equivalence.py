@@ -10,8 +10,7 @@ import numpy as np
 import pytest
 
 from compare.weights import initial_weights
-from helpers import (ACTIVATIONS, BATCH, OPTIMIZERS, PAIRS, TRAJECTORY_PAIRS, assert_agree, check_passes, describe,
-                     make_spec, small_split)
+from helpers import ACTIVATIONS, BATCH, OPTIMIZERS, PAIRS, TRAJECTORY_PAIRS, assert_agree, check_passes, describe, make_spec, small_split
 from manual.adapter import ManualImplementation
 
 DTYPES = ["float64", "float32"]
