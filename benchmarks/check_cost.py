@@ -214,7 +214,7 @@ def worker_check(pt: dict, path: str) -> None:
         return r
 
     lockstep.Lockstep.__init__, lockstep.Lockstep.arrive, lockstep.Lockstep.structural = init, arrive, structural
-    real_job = trajectory._job
+    real_job = trajectory.training_job
 
     def job(impl, role, *a):
         run = real_job(impl, role, *a)
@@ -228,7 +228,7 @@ def worker_check(pt: dict, path: str) -> None:
                 add(prof["run_cpu_s"], role, time.thread_time() - c0)
         return timed
 
-    trajectory._job = job
+    trajectory.training_job = job
     t_import = time.perf_counter()
     saved = sys.stdout
     sys.stdout = open(os.devnull, "w")

@@ -7,7 +7,7 @@ compares each step once every run still going has handed it in, outside the rend
 that the runs keep training meanwhile.  The comparison keeps, per step, only summaries: per tensor
 the relative error, the worst entry's index and both values, and the loss.  No run's parameters
 are kept beyond the DEPTH + 1 steps in flight (the same rendezvous hands the noise runs the
-structural zeros of a step, see trajectory.noise_hook).
+structural zeros of a step, see noise.noise_hook).
 """
 from __future__ import annotations
 

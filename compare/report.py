@@ -33,7 +33,8 @@ from .registry import load
 from .report_data import ROLES, per_step, replay, slide_flowers, summary, test_split_predictions
 from .report_dir import ReportDir
 from .report_render import render_html, render_md
-from .report_text import FIGURES, blocks, terminal_summary
+from .report_summary import terminal_summary
+from .report_text import FIGURES, blocks
 from .results import jsonable
 from .spec import Spec
 from .trajectory import Trajectory, trajectory

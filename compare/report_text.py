@@ -3,8 +3,6 @@ as a list of blocks (rendered by report_render.py to markdown and to self-contai
 the implementations with their roles ("torch (candidate)"); the data it reads is keyed by role."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 
 from . import tolerances as tol
@@ -33,7 +31,7 @@ for rows in r["schedule"]:
 # w against load_weights("final-candidate.safetensors") and ("final-reference.safetensors")"""
 
 
-def _e(x) -> str:
+def sci(x) -> str:
     """Numbers as 1.23e-16; None as a dash; JSON's "inf"/"nan" strings as they are."""
     return "—" if x is None else (f"{x:.2e}" if isinstance(x, float) else str(x))
 
@@ -47,8 +45,8 @@ def _v(verdict: str) -> str:
 
 
 def _check_rows(sec: dict):
-    return [[sec["name"], c["side"] or "", _e(c["layer"]), c["tensor"], "×".join(map(str, c["shape"])) or "scalar",
-             _e(c["max_abs"]), _e(c["rel"]), _e(c["noise"]), _e(c["allowed"]), _ok(c["ok"])] for c in sec["checks"]]
+    return [[sec["name"], c["side"] or "", sci(c["layer"]), c["tensor"], "×".join(map(str, c["shape"])) or "scalar",
+             sci(c["max_abs"]), sci(c["rel"]), sci(c["noise"]), sci(c["allowed"]), _ok(c["ok"])] for c in sec["checks"]]
 
 
 def _failure_text(c: dict | None, who: dict) -> str:
@@ -61,7 +59,7 @@ def _failure_text(c: dict | None, who: dict) -> str:
     else:
         val = (f"{c['index']}: {who['candidate']} {c['candidate']!r} vs {who['reference']} {c['reference']!r}"
                if c["index"] else "")
-    return f"{where}{c['tensor']}{val} (relative {_e(c['rel'])}, allowed {_e(c['allowed'])})"
+    return f"{where}{c['tensor']}{val} (relative {sci(c['rel'])}, allowed {sci(c['allowed'])})"
 
 
 def _pct(acc: list) -> str:
@@ -151,7 +149,7 @@ def blocks(r: dict) -> list:
             "A trajectory is judged step by step against a measured noise envelope: each side also trains a noise run, "
             "started 1 ulp away with rounding-sized noise added to its gradients before every step. The allowance "
             f"at a step is {tol.ENVELOPE_FACTOR:g}× the tighter side's noise level (looking "
-            f"{tol.ENVELOPE_LEAD} steps ahead) plus {_e(tol.TRAJECTORY_RTOL[c['dtype']])}.",
+            f"{tol.ENVELOPE_LEAD} steps ahead) plus {sci(tol.TRAJECTORY_RTOL[c['dtype']])}.",
             f"Where that envelope passes {tol.ENVELOPE_LIMIT:g} (rounding amplified by the dynamics) a step is shown "
             "but **not judged**: two correct implementations drift apart there too. A check that judges fewer than "
             f"{tol.MIN_JUDGED_FRACTION:.0%} of its steps is **inconclusive**."]
@@ -225,9 +223,9 @@ def _trajectory_blocks(r, c, t, who, lab) -> list:
          ("p", f"Both implementations train from the same initial weights on the same schedule ({t['steps']} steps, "
                "same order, same dropout masks); after every step every parameter is compared. "
                f"Verdict: {_v(tr['verdict'])}, judged {t['judged_steps']} of {t['steps']} steps."),
-         ("ul", [f"largest divergence: {_e(t['max_divergence'])} (step {t['at_step']}); largest noise envelope on a "
-                 f"judged step: {_e(t['max_envelope_judged'])}",
-                 f"largest loss difference: {_e(t['max_loss_abs_diff'])} "
+         ("ul", [f"largest divergence: {sci(t['max_divergence'])} (step {t['at_step']}); largest noise envelope on a "
+                 f"judged step: {sci(t['max_envelope_judged'])}",
+                 f"largest loss difference: {sci(t['max_loss_abs_diff'])} "
                  f"({t['equal_loss_steps']} of {t['steps']} losses bit-identical)",
                  "first failing step: " + ("none" if fail is None else f"**{fail}** — "
                                            + _failure_text(t["first_failure"], who))
@@ -238,7 +236,7 @@ def _trajectory_blocks(r, c, t, who, lab) -> list:
                                                       f"{t['best_epoch']['reference']} (restored)")]),
          ("img", "loss.png", FIGURES["loss.png"]),
          ("table", ["tensor", "worst step", "max abs", "relative", "noise envelope", "allowed", "ok"],
-          [[k["tensor"], _e(k["step"]), _e(k["max_abs"]), _e(k["rel"]), _e(k["noise"]), _e(k["allowed"]),
+          [[k["tensor"], sci(k["step"]), sci(k["max_abs"]), sci(k["rel"]), sci(k["noise"]), sci(k["allowed"]),
             _ok(k["ok"])] for k in tr["checks"]])]
     if tr["notes"]:
         B.append(("ul", tr["notes"]))
@@ -249,8 +247,8 @@ def _trajectory_blocks(r, c, t, who, lab) -> list:
     elif k is not None:
         s = k["summary"]
         B.append(("p", f"Companion run in {k['dtype']} (same options and seed): {_v(k['verdict'])}, judged "
-                       f"{s['judged_steps']} of {s['steps']} steps; largest divergence {_e(s['max_divergence'])}, "
-                       f"largest judged noise envelope {_e(s['max_envelope_judged'])}"
+                       f"{s['judged_steps']} of {s['steps']} steps; largest divergence {sci(s['max_divergence'])}, "
+                       f"largest judged noise envelope {sci(s['max_envelope_judged'])}"
                        + ("" if s["first_failing_step"] is None
                           else f", first failing step **{s['first_failing_step']}**"
                           f" — {_failure_text(s['first_failure'], who)}") + "."))
@@ -273,9 +271,9 @@ def _replay_blocks(r, rp, c) -> list:
     def one(role):
         x = rp[role]
         return (f"{x['file']} " + ("**bit for bit**" if x["bit_identical"] else
-                                   f"to {_e(x['rel'])} relative (max abs {_e(x['max_abs'])}, not bit-identical)")
+                                   f"to {sci(x['rel'])} relative (max abs {sci(x['max_abs'])}, not bit-identical)")
                 + ("" if x["ok"] else " — **over the allowance**"))
-    judged = (f"allowed {_e(rp['allowed'])}, the trajectory's allowance at its last step" if rp["judged"] else
+    judged = (f"allowed {sci(rp['allowed'])}, the trajectory's allowance at its last step" if rp["judged"] else
               "the last step was not judged, so neither file is held to an allowance")
     return [("p", sched + f" Replayed here with plain SGD through the candidate's `forward_backward` from "
                   f"init.safetensors ({rp['steps']} steps): {one('candidate')}; {one('reference')} ({judged}): "
@@ -295,43 +293,12 @@ def _slide_blocks(s: dict, who: dict, names: list) -> list:
                     for i, j in s["misprints"])
     return [("h", 2, "The slide's six flowers"),
             ("p", f"The slide's printed weights (transposed into this layout) on its six flowers, in float64. "
-                  f"{who['candidate']} (candidate) vs {who['reference']} (reference): relative {_e(s['rel'])} "
-                  f"(allowed {_e(s['allowed'])}): {_v(s['verdict'])}. The candidate matches the printed probabilities "
+                  f"{who['candidate']} (candidate) vs {who['reference']} (reference): relative {sci(s['rel'])} "
+                  f"(allowed {sci(s['allowed'])}): {_v(s['verdict'])}. The candidate matches the printed probabilities "
                   f"to about {s['significant_digits']} significant digits (largest relative difference "
-                  f"{_e(s['max_rel_to_printed_excluding_misprints'])}, the known misprint excepted), consistent with "
+                  f"{sci(s['max_rel_to_printed_excluding_misprints'])}, the known misprint excepted), consistent with "
                   f"the slide's float32 computation and print (float32 eps = {np.finfo(np.float32).eps:.1e}). "
                   f"Predicted classes: {', '.join(names[k] for k in s['predicted'])}."),
             ("table", ["flower", "features", "true", "class", "slide (printed)", f"{who['candidate']} (candidate)",
                        f"{who['reference']} (reference)", "candidate rel. to slide"], rows),
             ("p", f"\\* a known misprint on the slide (it dropped a digit): {mis}.")]
-
-
-def terminal_summary(r: dict, out: Path, seconds: float) -> str:
-    t, te, c, n = r["trajectory_summary"], r["test"], r["config"], r["data"]["n_test"]
-    who = {role: f"{r[role]} ({role})" for role in ("candidate", "reference")}
-
-    def worst(k):
-        return max((x["rel"] for x in r[k]["checks"] if isinstance(x["rel"], float)), default=0.0)
-
-    lines = [f"{r['verdict'].upper()}: {who['candidate']} vs {who['reference']} on {r['data']['name']}, judged "
-             f"{r['judged_steps']} of {r['steps']} steps ({c['dtype']}, {c['optimizer']}, lr {c['lr']:g})"
-             + (": " + r["reason"].removeprefix(f"judged {r['judged_steps']} of {r['steps']} steps: ")
-                if r["reason"] else ""),
-             f"  forward {worst('forward'):.1e}, gradients {worst('gradients'):.1e}, finite differences "
-             f"{worst('finite_differences'):.1e}; trajectory max divergence {t['max_divergence']:.1e} "
-             f"(judged noise envelope up to {_e(t['max_envelope_judged'])})"
-             + ("" if t["first_failing_step"] is None else f", FIRST FAILING STEP {t['first_failing_step']}")]
-    k = r["companion"]
-    if k is not None and "error" in k:
-        lines.append(f"  {k['dtype']} companion: not compared, {k['error']}")
-    elif k is not None:
-        lines.append(f"  {k['dtype']} companion: {k['verdict']}, judged {k['summary']['judged_steps']} of "
-                     f"{k['summary']['steps']} steps, max divergence {k['summary']['max_divergence']:.1e}")
-    slide = ("" if r["slide"] is None else f"; slide's six flowers: {r['slide']['rel']:.1e} apart, about "
-             f"{r['slide']['significant_digits']} digits of the slide's print")
-    lines.append(f"  test accuracy: {who['candidate']} {te['candidate']['correct']}/{n}, {who['reference']} "
-                 f"{te['reference']['correct']}/{n}{slide}")
-    if r["verdict"] != "agree":
-        lines.append(f"  {r['verdict']}: " + ", ".join(f"{k} {v}" for k, v in r["parts"].items() if v != "agree"))
-    lines.append(f"  written to {out}/ (report.html, report.md, results.json, figures, weights) in {seconds:.1f} s")
-    return "\n".join(lines)
