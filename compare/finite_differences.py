@@ -23,10 +23,12 @@ from dataclasses import replace
 import numpy as np
 
 from . import tolerances as tol
+from .protocol import readonly
 from .results import TensorCheck, section, worst
 
 
 def _loss_of(impl, spec64, X, y, masks):
+    X, y, masks = readonly(X), readonly(y), None if masks is None else [readonly(m) for m in masks]
     if callable(getattr(impl, "loss", None)):
         return lambda w: float(impl.loss(spec64, w, X, y, masks))
     return lambda w: float(impl.forward_backward(spec64, w, X, y, masks).loss)
@@ -41,13 +43,15 @@ def _directions(name, w, coordinate_wise: bool, rng):
 
 
 def _side(impl, role, spec64, w64, X, y, masks, coordinate_wise: bool, rng):
-    base = impl.forward_backward(spec64, w64, X, y, masks)
+    base = impl.forward_backward(spec64, {n: readonly(v) for n, v in w64.items()}, readonly(X), readonly(y),
+                                 None if masks is None else [readonly(m) for m in masks])
     loss = _loss_of(impl, spec64, X, y, masks)
     C = abs(float(base.loss))
     scale = max(float(np.max(np.abs(g))) for g in base.grads.values())
     eps = float(np.finfo(np.float64).eps)
     checks, floors = [], []
     moved = {n: v.copy() for n, v in w64.items()}
+    seen = {n: readonly(v) for n, v in moved.items()}  # what the implementation sees: moved, read-only
     for name, w in w64.items():
         hs, dirs = _directions(name, w, coordinate_wise, rng)
         flat, w0 = moved[name].reshape(-1), w.reshape(-1)
@@ -57,9 +61,9 @@ def _side(impl, role, spec64, w64, X, y, masks, coordinate_wise: bool, rng):
             step = h * (dirs[j] if dirs is not None else 1.0)
             at = slice(None) if dirs is not None else slice(j, j + 1)
             flat[at] = w0[at] + step
-            up = loss(moved)
+            up = loss(seen)
             flat[at] = w0[at] - step
-            down = loss(moved)
+            down = loss(seen)
             flat[at] = w0[at]
             fd[j] = (up - down) / (2 * h)
         bp = g if dirs is None else dirs @ g

@@ -71,8 +71,18 @@ def forward_and_gradients(candidate, reference, spec, weights, X, y, masks) -> t
         fr, fc = _floors(r, r64, groups), _floors(c, c64, groups)
         floor = {k: min(fr[k], fc[k]) for k in fr}
 
+    slips = {"forward": [], "gradients": []}  # a side that computed in another dtype than the run's
+
     def one(key, l, cv, rv, r64v, f):
-        return check_tensor(key, l, cv, rv, r64v, None if floor is None else floor[key], floor=f)
+        t = check_tensor(key, l, cv, rv, r64v, None if floor is None else floor[key], floor=f)
+        for role, impl, v in (("candidate", candidate, cv), ("reference", reference, rv)):
+            got = np.asarray(v).dtype
+            if key != "loss" and got != spec.np_dtype:
+                t.ok = False
+                slips["gradients" if key.startswith("d") else "forward"].append(
+                    f"the {role} ({impl.name}) returned {key} as {got} in a {spec.dtype} run: an implementation "
+                    "computes in the dtype of the weights it is given (compare.protocol)")
+        return t
 
     fwd = []
     for l in range(1, L + 1):
@@ -89,4 +99,4 @@ def forward_and_gradients(candidate, reference, spec, weights, X, y, masks) -> t
         for p in "Wb":
             k = f"{p}{l}"
             grad.append(one(f"d{k}", l, c.grads[k], r.grads[k], None if r64 is None else r64.grads[k], f_grad))
-    return section("forward", fwd), section("gradients", grad, notes)
+    return section("forward", fwd, slips["forward"][:2]), section("gradients", grad, notes + slips["gradients"][:2])

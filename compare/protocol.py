@@ -26,6 +26,9 @@ Conventions (the contract; docs/porting.md walks through them):
 - Optional: ``loss(spec, weights, X, y, masks) -> float``, the loss of one forward pass (no
   backward).  Finite differences evaluate the loss hundreds of times and use it when present;
   without it they take ``forward_backward(...).loss``, which gives the same numbers more slowly.
+- Inputs are not to be changed: ``forward_backward`` and ``loss`` get read-only views of the
+  weights, the batch and the masks, ``train`` read-only data; ``train``'s weights are the run's own
+  copy (a port may update them in place).
 - Early stopping (``spec.patience``): stop after ``patience`` epochs without a lower validation
   error rate than the best so far, and restore the best epoch's weights.
 """
@@ -101,3 +104,10 @@ class Implementation(Protocol):
 
     def predict(self, spec, weights: Weights, X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(a^L, the arg-max of z^L) for the rows of X, without dropout."""
+
+
+def readonly(a) -> np.ndarray:
+    """A read-only view of ``a``: what the check hands an implementation that must not change it."""
+    v = np.asarray(a).view()
+    v.flags.writeable = False
+    return v

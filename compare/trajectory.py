@@ -17,7 +17,7 @@ import numpy as np
 from . import tolerances as tol
 from .lockstep import Lockstep, PairSummary, flat, run_all, tensor_scales
 from .noise import noise_hook, nudge, terms_scale, zero_recorder
-from .protocol import Data, TrainResult
+from .protocol import Data, TrainResult, readonly
 from .results import Section, TensorCheck, check_tensor, section
 from .schedule import MaskSource, batches, epoch_orders
 from .vocabulary import param_names
@@ -29,6 +29,7 @@ class Run:
     (its weights were compared step by step as it went, and not kept; see lockstep.py)."""
     result: TrainResult
     loss: np.ndarray
+    dtype_slip: str | None = None  # on_step's weights in another dtype than the run's
 
 
 @dataclass
@@ -57,22 +58,28 @@ def _offsets(weights) -> dict:
 
 
 def training_job(impl, role, lock, spec, weights, data, order, masks, hook, names):
-    """The callable that trains ``impl`` as ``role`` in its thread, handing every step to ``lock``."""
+    """The callable that trains ``impl`` as ``role`` in its thread, handing every step to ``lock``.
+    Each run gets its own copy of the weights (a port may update them in place) and read-only data."""
     def run():
-        losses = []
+        losses, slip = [], []
 
         def on_step(step, w, loss):
+            if not losses:
+                slip.extend(f"the {role} ({impl.name}) handed on_step {k} as {np.asarray(w[k]).dtype} in a "
+                            f"{spec.dtype} run" for k in names if np.asarray(w[k]).dtype != spec.np_dtype)
             losses.append(loss)
             lock.arrive(role, step, flat(w, names), loss)
 
+        mine = {k: np.array(v) for k, v in weights.items()}
+        seen = Data(*(readonly(a) for a in (data.X_train, data.y_train, data.X_val, data.y_val)))
         try:
-            res = impl.train(spec, weights, data, order, masks, hook, on_step)
+            res = impl.train(spec, mine, seen, order, masks, hook, on_step)
         finally:
             lock.finish(role)
         if len(losses) != len(res.loss):
             raise RuntimeError(f"implementation {impl.name!r} called on_step {len(losses)} times for "
                                f"{len(res.loss)} recorded losses (see compare.protocol)")
-        return Run(res, np.asarray(res.loss, dtype=np.float64))
+        return Run(res, np.asarray(res.loss, dtype=np.float64), slip[0] if slip else None)
     return run
 
 
@@ -183,6 +190,11 @@ def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSourc
             notes.append(f"no noise run for the {r} ({roles[r].unavailable(spec)['noise']})")
         elif r not in noise:
             notes.append(f"the {r}'s noise run stopped: {out[f'noise {r}']}; its envelope ends there")
+    for run in (C, R):
+        if run.dtype_slip:
+            notes.append(run.dtype_slip + ": an implementation computes in the dtype of the weights it is given "
+                                          "(compare.protocol)")
+            checks.append(TensorCheck("dtype", None, [], float("inf"), float("inf"), 0.0, False, 1))
     checks += _epoch_checks(C.result, R.result, judged, n, order.shape[1], spec, notes)
     checks += _restored_checks(C.result, R.result, judged, allowance, n, order.shape[1], spec, offs, notes)
     sec = section("trajectory", checks)

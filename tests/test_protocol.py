@@ -4,12 +4,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 import manual
 import torch_ref
 from compare import Spec, check
 from compare import vocabulary as V
+from compare.protocol import Data
 from compare.registry import ImplementationError, load, registered
 from compare.testing import Disagreement, assert_agree
 from manual.adapter import ManualImplementation
@@ -122,3 +124,60 @@ def test_a_comparison_that_fails_stops_every_run_instead_of_hanging():
     t.join(60)
     assert not t.is_alive(), "the lockstep rendezvous hung"
     assert isinstance(out["e"], RuntimeError) and "the step-by-step comparison failed: TypeError" in str(out["e"])
+
+
+class Float64Always(ManualImplementation):
+    """A port that computes in float64 whatever it is given (the JAX trap without x64 the other way round)."""
+
+    def _net(self, spec, weights):
+        return super()._net(spec, {k: np.asarray(v, np.float64) for k, v in weights.items()})
+
+    def forward_backward(self, spec, weights, X, y, masks):
+        return super().forward_backward(spec, weights, np.asarray(X, np.float64), y, masks)
+
+    def train(self, spec, weights, data, order, masks, grad_hook, on_step):
+        data = Data(*(np.asarray(a, np.float64) if a.dtype.kind == "f" else a
+                      for a in (data.X_train, data.y_train, data.X_val, data.y_val)))
+        return super().train(spec, {k: np.asarray(v, np.float64) for k, v in weights.items()}, data, order, masks,
+                             grad_hook, on_step)
+
+
+@pytest.mark.parametrize("role", ["candidate", "reference"])
+def test_a_side_that_computes_in_float64_in_a_float32_run_disagrees_and_is_named(role):
+    """Its errors would be ~1e-16 against the float64 run, far below any float32 computation's: an
+    agreement it cannot earn.  Every section that sees its arrays fails and says which side and dtype."""
+    pair = (Float64Always(), "torch") if role == "candidate" else ("torch", Float64Always())
+    res, _ = check(*pair, Spec(epochs=3, dtype="float32"))
+    assert res.verdict == "disagree"
+    for sec in (res.forward, res.gradients, res.trajectory):
+        assert not sec.agree and any(f"the {role} (manual) " in n and "float64 in a float32 run" in n
+                                     for n in sec.notes), sec.notes
+    assert check(ManualImplementation(), "torch", Spec(epochs=3, dtype="float32"))[0].verdict == "agree"
+
+
+class InPlace(ManualImplementation):
+    """A correct port that keeps the weights it is handed as its own and updates them in place."""
+
+    def train(self, spec, weights, data, order, masks, grad_hook, on_step):
+        def write_back(step, w, loss):
+            for k in weights:
+                weights[k][...] = w[k]
+            on_step(step, w, loss)
+        return super().train(spec, weights, data, order, masks, grad_hook, write_back)
+
+
+class ChangesItsData(ManualImplementation):
+    def train(self, spec, weights, data, order, masks, grad_hook, on_step):
+        data.X_train *= 2
+        return super().train(spec, weights, data, order, masks, grad_hook, on_step)
+
+
+@pytest.mark.parametrize("role", ["candidate", "reference"])
+def test_a_port_that_updates_its_weights_in_place_does_not_change_the_other_runs(role):
+    """Each run trains on its own copy of the shared start, so an in-place port agrees in either role;
+    the data is shared read-only, so a port that writes to it is stopped with numpy's own error."""
+    pair = (InPlace(), "torch") if role == "candidate" else ("torch", InPlace())
+    res, _ = check(*pair, Spec(epochs=5, optimizer="momentum", batch_size=30))
+    assert res.verdict == "agree" and res.judged_steps == res.steps == 20
+    with pytest.raises(ValueError, match="read-only"):
+        check(ChangesItsData(), "torch", Spec(epochs=1))

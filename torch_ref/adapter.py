@@ -55,7 +55,8 @@ class TorchImplementation:
         return from_shared(weights, spec.activation, spec.output, spec.dropout, self.device, gamma=spec.gamma)
 
     def _t(self, a):
-        return torch.as_tensor(np.asarray(a), device=self.device)
+        a = np.asarray(a)
+        return torch.as_tensor(a if a.flags.writeable else a.copy(), device=self.device)  # torch has no read-only tensors
 
     def forward_backward(self, spec, weights, X, y, masks) -> Pass:
         model = self._model(spec, weights)
