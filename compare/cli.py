@@ -130,10 +130,18 @@ def format_table(res) -> str:
                             f"{res.reference if not f.side else 'finite difference'} {f.reference!r}")
         for n in sec.notes:
             rows.append(f"  note: {n}")
-    what = (f"{res.candidate} (candidate) vs {res.reference} (reference), judged {res.judged_steps} of {res.steps} "
-            f"training steps ({res.config['dtype']})")
+    judged = (f"judged {res.judged_steps} of {res.steps} training steps" if res.trajectory.verdict != "not available"
+              else "judged " + ", ".join(s.name.replace("_", " ") for s in res.sections if s.verdict != "not available")
+              + "; no training step (the trajectory is not available: see its note)")
+    what = f"{res.candidate} (candidate) vs {res.reference} (reference), {judged} ({res.config['dtype']})"
     rows.append(f"{res.verdict.upper()}: {what}" + (f": {res.reason}" if res.reason else ""))
     return "\n".join(rows)
+
+
+def _said(e: BaseException) -> str:
+    """The exception's message on one line, with its notes (which implementation raised it, see
+    registry.Attributed)."""
+    return " ".join(" ".join([str(e), *(f"({n})" for n in getattr(e, "__notes__", ()))]).split())
 
 
 def main(argv=None) -> int:
@@ -148,7 +156,7 @@ def main(argv=None) -> int:
             from .outputs import save_traceback
             saved = save_traceback(e)
             where = f"; traceback saved to {saved}" if saved else ""
-            print(f"python -m compare: internal error: {type(e).__name__}: {e}{where}", file=sys.stderr)
+            print(f"python -m compare: internal error: {type(e).__name__}: {_said(e)}{where}", file=sys.stderr)
             return 4
 
 
@@ -179,7 +187,7 @@ def _main(argv) -> int:
         print(str(e), file=sys.stderr)
         return 2
     except (ValueError, TypeError, OSError, ImportError) as e:  # ImportError: a framework not installed
-        print(f"python -m compare: error: {e}", file=sys.stderr)
+        print(f"python -m compare: error: {_said(e)}", file=sys.stderr)
         return 2
     try:
         if args.command == "check":
@@ -194,10 +202,10 @@ def _main(argv) -> int:
         return EXIT[write_report(spec, out, candidate, reference, slide=args.slide, companion=args.companion,
                                  force=args.force)]
     except (ValueError, TypeError) as e:  # bad weights files, ... (an OSError here is the environment's: 4)
-        print(f"python -m compare: error: {e}", file=sys.stderr)
+        print(f"python -m compare: error: {_said(e)}", file=sys.stderr)
         return 2
     except FloatingPointError as e:  # training diverged: these options cannot be cross-checked
-        print(f"python -m compare: error: training diverged: {e}", file=sys.stderr)
+        print(f"python -m compare: error: training diverged: {_said(e)}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("python -m compare: interrupted", file=sys.stderr)

@@ -24,7 +24,7 @@ from .data import Split, check_fits, load_split
 from .finite_differences import finite_differences
 from .passes import forward_and_gradients
 from .protocol import Data, readonly
-from .registry import load
+from .registry import attributed, load
 from .results import CheckResult, not_available, overall
 from .schedule import MaskSource
 from .spec import Spec
@@ -39,8 +39,8 @@ def initial_weights(spec: Spec) -> dict[str, np.ndarray]:
 
 
 def resolve(impl, role: str):
-    """An implementation object from a name or the object itself."""
-    return load(impl, role) if isinstance(impl, str) else impl
+    """An implementation from a name or the object itself, its exceptions marked with ``role`` (registry.Attributed)."""
+    return load(impl, role) if isinstance(impl, str) else attributed(impl, role)
 
 
 def data_for(spec: Spec, split: Split) -> Data:
@@ -93,7 +93,8 @@ def _check(cand, ref, spec, data, say, keep=None):
     sections = [fwd, grad, fd, tsec]
     verdict, reason = overall(sections)
     env = {"python": platform.python_version(), "numpy": np.__version__, "platform": platform.platform(),
-           "candidate": cand.info(), "reference": ref.info()}
+           "candidate": cand.info(), "reference": ref.info(),
+           "loaded_as": {"candidate": cand.source, "reference": ref.source}}
     res = CheckResult(verdict, verdict == "agree", cand.name, ref.name, asdict(spec), env, fwd, grad, fd, tsec,
                       tsec.steps or 0, tsec.judged_steps or 0, reason, None if traj is None else {
                           "divergence": traj.divergence, "envelope": traj.envelope, "allowance": traj.allowance,

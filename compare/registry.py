@@ -20,6 +20,34 @@ class ImplementationError(ValueError):
     """An implementation name that cannot be resolved or an object that is not an implementation."""
 
 
+class Attributed:
+    """An implementation as the check holds it: every attribute is the implementation's own, and an
+    exception raised by one of its protocol methods carries a note naming the role, the implementation
+    and the method (the command line prints it with the error).  ``source`` is the name it was loaded
+    by (``myport.adapter:MyNet``), None for an object handed over directly."""
+
+    def __init__(self, impl, role: str, source: str | None = None):
+        self.impl, self.role, self.source = impl, role, source
+
+    def __getattr__(self, attr):
+        value = getattr(self.impl, attr)
+        if attr not in (*METHODS, "loss") or not callable(value):
+            return value
+
+        def call(*args, **kwargs):
+            try:
+                return value(*args, **kwargs)
+            except Exception as e:
+                if not getattr(e, "__notes__", None):
+                    e.add_note(f"raised in the {self.role} ({self.impl.name})'s {attr}")
+                raise
+        return call
+
+
+def attributed(impl, role: str, source: str | None = None) -> Attributed:
+    return impl if isinstance(impl, Attributed) else Attributed(impl, role, source)
+
+
 def registered() -> dict:
     """name -> entry point of every installed implementation."""
     return {ep.name: ep for ep in entry_points(group=GROUP)}
@@ -55,7 +83,8 @@ def load(name: str, role: str = "implementation"):
                                       f"{sorted(eps) or 'none (is the project installed? pip install -e .)'}, "
                                       "or give module:attr")
     except ModuleNotFoundError as e:
-        raise ImplementationError(f"--{role} {name!r}: {e}") from None
+        raise ImplementationError(f"--{role} {name!r}: {e} (run from the folder that holds it, or add that folder "
+                                  "to PYTHONPATH)") from None
     except AttributeError as e:
         raise ImplementationError(f"--{role} {name!r}: {e}") from None
     missing = [m for m in METHODS if not callable(getattr(impl, m, None))]
@@ -64,4 +93,4 @@ def load(name: str, role: str = "implementation"):
                                   "(see compare.protocol.Implementation)")
     if not getattr(impl, "name", None):
         impl.name = name
-    return impl
+    return Attributed(impl, role, name)

@@ -76,10 +76,10 @@ def _companion(cand, ref, cspec: Spec) -> Trajectory:
 
 
 def _reload(impl, role: str):
-    """The implementation re-loaded by its name in the child (fresh state); the inherited object when its
+    """The implementation re-loaded by the name it was loaded by in the child (fresh state); the inherited object when its
     name does not resolve (an object handed to write_report directly)."""
     try:
-        return load(impl.name, role)
+        return load(impl.source or impl.name, role)
     except Exception:  # noqa: BLE001  (any failure to re-load: the forked copy of the object serves)
         return impl
 

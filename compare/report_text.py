@@ -22,7 +22,7 @@ from compare.spec import Spec
 from manual.weights import load_weights
 r = json.load(open("results.json")); c = r["config"]
 spec = Spec(**{**c, "hidden": tuple(c["hidden"]), "betas": tuple(c["betas"])})
-impl = load(r["candidate"])   # the candidate, through the protocol
+impl = load(r["environment"]["loaded_as"]["candidate"] or r["candidate"])   # the candidate, through the protocol
 d = load_split(spec)          # the same data, split and standardised as the run
 w = load_weights("init.safetensors")
 for rows in r["schedule"]:

@@ -181,3 +181,32 @@ def test_a_port_that_updates_its_weights_in_place_does_not_change_the_other_runs
     assert res.verdict == "agree" and res.judged_steps == res.steps == 20
     with pytest.raises(ValueError, match="read-only"):
         check(ChangesItsData(), "torch", Spec(epochs=1))
+
+
+class NoTraining(ManualImplementation):
+    def unavailable(self, spec):
+        return {"trajectory": "this port does not train", "noise": "this port does not train"}
+
+
+def test_without_a_trajectory_the_verdict_line_says_what_was_judged_not_zero_of_zero_steps():
+    from compare.cli import format_table
+
+    res, _ = check(NoTraining(), "torch", Spec(epochs=3))
+    assert res.verdict == "agree" and res.trajectory.verdict == "not available"
+    assert format_table(res).splitlines()[-1] == (
+        "AGREE: manual (candidate) vs torch (reference), judged forward, gradients, finite differences; no training "
+        "step (the trajectory is not available: see its note) (float64)")
+
+
+class CrashesInForward(ManualImplementation):
+    def forward_backward(self, spec, weights, X, y, masks):
+        return X @ np.ones((5, 2))  # the commonest porting crash: a shape mismatch
+
+
+def test_an_exception_in_an_implementation_names_the_role_the_implementation_and_the_method(capsys):
+    from compare.cli import main
+
+    assert main(["check", "--candidate", "tests.test_protocol:CrashesInForward", "--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "matmul" in err
+    assert err.rstrip().endswith("(raised in the candidate (manual)'s forward_backward)"), err
