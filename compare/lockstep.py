@@ -133,6 +133,12 @@ class Lockstep:
             self.done.add(role)
             self.cv.notify_all()
 
+    def abort(self, why: BaseException):
+        """Stop every run at its next step (each one's arrive raises) and the comparator."""
+        with self.cv:
+            self.error = why
+            self.cv.notify_all()
+
     def close(self):
         """Wait for the comparison of every step handed in (call after every run has finished)."""
         self.thread.join()
@@ -154,8 +160,10 @@ class Lockstep:
         return {k: np.logical_and.reduce([z[k] for z in got]) for k in own} if got else own
 
 
-def run_all(jobs: dict) -> dict:
-    """Run ``jobs`` (role -> callable) in threads; role -> result, or the exception it raised."""
+def run_all(jobs: dict, stop=None) -> dict:
+    """Run ``jobs`` (role -> callable) in threads; role -> result, or the exception it raised.  On an
+    interrupt (Ctrl-C) ``stop()`` is called and every thread is waited for before the interrupt goes on:
+    an interpreter that exits while a thread is inside torch's C++ code aborts."""
     out = {}
 
     def work(role, fn):
@@ -167,6 +175,13 @@ def run_all(jobs: dict) -> dict:
     threads = [threading.Thread(target=work, args=(r, f), name=f"trajectory-{r}", daemon=True) for r, f in jobs.items()]
     for t in threads:
         t.start()
-    for t in threads:
-        t.join()
+    try:
+        for t in threads:
+            t.join()
+    except KeyboardInterrupt:
+        if stop is not None:
+            stop()
+        for t in threads:
+            t.join()
+        raise
     return out

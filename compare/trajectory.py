@@ -143,8 +143,10 @@ def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSourc
                 return (lock.structural(step, can_noise, own))
             jobs[f"noise {r}"] = training_job(impl, f"noise {r}", lock, spec, nudge(weights, spec.seed, side), data, order,
                                       masks, noise_hook(spec.seed, side, structural, terms_scale(impl, spec, weights, data)), names)
-    out = run_all(jobs)
-    lock.close()
+    try:
+        out = run_all(jobs, stop=lambda: lock.abort(KeyboardInterrupt("interrupted")))
+    finally:
+        lock.close()
     if lock.error is not None:
         raise RuntimeError(f"the step-by-step comparison failed: {type(lock.error).__name__}: {lock.error} "
                            "(an implementation handed on_step something other than (step, weights, loss); "

@@ -71,3 +71,31 @@ def test_pair_summary_measures_each_tensor_against_its_own_scale_and_flags_non_f
     assert p.rel["W1"][-1] == pytest.approx(1e-9 / 2.0, rel=1e-6)
     assert p.rel["b1"][-1] == np.inf and p.worst["b1"][-1][0] == [1]
     assert p.worst["W1"][-1][:3] == ([0, 1], A[1], B[1])
+
+
+def test_an_interrupt_stops_every_run_and_waits_for_them_before_it_goes_on():
+    """Ctrl-C during the trajectory: the runs stop at their next step and are waited for, so that the
+    interpreter never exits under a thread that is inside torch (it aborted: 'terminate called
+    without an active exception', exit 134)."""
+    import os
+    import signal
+
+    from compare import Spec, check
+    from manual.adapter import ManualImplementation
+
+    started = threading.Event()
+
+    class Signals(ManualImplementation):
+        def train(self, spec, weights, data, order, masks, grad_hook, on_step):
+            def step(s, w, loss):
+                if s == 20:
+                    started.set()
+                on_step(s, w, loss)
+            return super().train(spec, weights, data, order, masks, grad_hook, step)
+
+    threading.Thread(target=lambda: started.wait(60) and os.kill(os.getpid(), signal.SIGINT), daemon=True).start()
+    t0 = time.perf_counter()
+    with pytest.raises(KeyboardInterrupt):
+        check(Signals(), "torch", Spec(epochs=100000))
+    assert time.perf_counter() - t0 < 60
+    assert not [t.name for t in threading.enumerate() if t.name.startswith("trajectory")]
