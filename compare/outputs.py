@@ -15,6 +15,7 @@ The report folder is compare/report_dir.py's.
 from __future__ import annotations
 
 import argparse
+import fcntl
 import os
 import re
 import stat
@@ -99,9 +100,12 @@ def check_file_output(path, option: str = "--json") -> FileTarget:
         if fd in (1, 2):
             return FileTarget(option, path, "stdout" if fd == 1 else "stderr", fd=fd)
         try:
-            os.fstat(fd)
+            mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
         except OSError as e:
             raise OutputError(f"{option} {path!r} is descriptor {fd}, which cannot be written: {e.strerror}") from None
+        if mode == os.O_RDONLY:
+            raise OutputError(f"{option} {path!r} is descriptor {fd}, which is open for reading only; give a file "
+                              "name (or - for standard output)")
         return FileTarget(option, path, "fd", fd=fd)
     try:
         st = os.stat(path)

@@ -101,7 +101,10 @@ class ReportDir:
         """The hidden build folder beside the target, created now (parents of the target too)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.build = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.compare-"))
-        os.chmod(self.build, 0o777 & ~_umask())  # mkdtemp makes 0700; give what mkdir would
+        # mkdtemp makes 0700: a folder being replaced keeps its own mode (a private report stays private),
+        # a new one gets what mkdir would
+        mode = stat.S_IMODE(os.stat(self.path).st_mode) if self.path.is_dir() else 0o777 & ~_umask()
+        os.chmod(self.build, mode)
         return self.build
 
     def commit(self) -> None:

@@ -366,3 +366,16 @@ def test_keep_trajectory_streams_every_step_of_both_sides(tmp_path, capsys):
     assert np.array_equal(a[0, 0], np.concatenate([w[k].ravel() for k in ("W1", "b1", "W2", "b2")]))
     assert np.abs(a[:, 0] - a[:, 1]).max() < 1e-12 < np.abs(a[-1, 0] - a[0, 0]).max()
     assert main(["check", "--epochs", "1", "--keep-trajectory", "/dev/null"]) == 2
+
+
+def test_json_a_descriptor_open_for_reading_only_is_refused_before_the_run(tmp_path, capsys, monkeypatch):
+    """`--json /dev/stdin < file` named a descriptor that exists but cannot be written: found only after
+    the whole run (exit 4, Bad file descriptor) until the access mode was checked up front."""
+    import compare.harness
+
+    monkeypatch.setattr(compare.harness, "check", lambda *a, **k: pytest.fail("the run started"))
+    src = tmp_path / "in.txt"
+    src.write_text("x")
+    with open(src) as f:
+        code, out, err = run(["check", "--epochs", "1", "--json", f"/dev/fd/{f.fileno()}"], capsys)
+    assert code == 2 and one_line(err) and "which is open for reading only" in err, err

@@ -74,7 +74,9 @@ def test_an_interrupted_rerun_leaves_the_old_report_whole(old_report, tmp_path, 
 def test_a_rerun_replaces_the_report_whole(old_report, tmp_path, capsys):
     out = _copy(old_report, tmp_path / "rep")
     (out / "restored-torch.safetensors").write_bytes(b"stale")  # a previous report's file this one does not write
+    out.chmod(0o700)  # a private report stays private
     assert main(["report", "--out", str(out), *FAST, "--seed", "2"]) == 0
+    assert out.stat().st_mode & 0o777 == 0o700
     assert not (out / "restored-torch.safetensors").exists()
     assert json.loads((out / "results.json").read_text())["config"]["seed"] == 2
     assert (out / "init.safetensors").read_bytes() != (old_report / "init.safetensors").read_bytes()
