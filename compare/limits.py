@@ -151,10 +151,13 @@ def check_initial_forward(weights, X, activation: str = "sigmoid", output: str =
         C, grads = net.gradients(X64, y)
         terms = net.a[net.L] - manual.one_hot(y, net.sizes[-1], np.float64)
         terms = terms * terms if loss == "mse" else terms  # mse's squares overflow before their mean does
-        if not fits(np.float64(C)) or not fits(terms):
-            raise ValueError(f"the initial loss ({loss}) overflows {dt}: "
-                             f"{worst(terms) if fits(np.float64(C)) else worst(np.float64(C))} "
-                             f"before any training step; {hint}")
+        zL = net.z[net.L]
+        spread = np.max(zL, axis=1) - np.min(zL, axis=1)  # the softmax and the losses subtract logits
+        total = np.float64(C) * X64.shape[0]               # the sum over the batch before its mean
+        for what in (np.float64(C), total, terms, spread):
+            if not fits(what):
+                raise ValueError(f"the initial loss ({loss}) overflows {dt}: {worst(what)} before any training "
+                                 f"step; {hint}")
         for l in range(net.L, 0, -1):
             for name, a in ((f"delta^{l}", net.delta[l]), (f"dC/dW^{l}", grads[f"W{l}"]),
                             (f"dC/db^{l}", grads[f"b{l}"])):

@@ -232,6 +232,10 @@ NUMERICS = {
     "x1e15 float32 identity mse": (1e15, ["--activation", "relu", "--dtype", "float32", "--output", "identity",
                                           "--loss", "mse"], "error: the initial loss (mse) overflows float32"),
     "x1e39 float32": (1e39, ["--dtype", "float32"], "which do not fit in float32 (largest 3.4e+38)"),
+    "x1e19 float32 relu l1": (1e19, ["--activation", "relu", "--dtype", "float32", "--loss", "l1"],
+                              "error: the initial loss (l1) overflows float32"),
+    "x1e19 float32 relu cross-entropy": (1e19, ["--activation", "relu", "--dtype", "float32"],
+                                         "error: the initial loss (cross_entropy) overflows float32"),
 }
 
 
