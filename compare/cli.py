@@ -3,7 +3,8 @@
 
 exit status: 0 everything agrees; 1 something disagrees (nothing else); 2 bad usage or input (one line
 on stderr); 3 inconclusive (fewer than half of the training steps could be judged); 4 an environment
-or internal error (one line naming a saved traceback file).  Never a bare traceback."""
+or internal error (one line naming a saved traceback file); 130 interrupted (Ctrl-C).  Never a bare
+traceback."""
 from __future__ import annotations
 
 import argparse
@@ -14,6 +15,8 @@ import warnings
 from .vocabulary import ACTIVATIONS, DTYPES, INIT_SCHEMES, LOSSES, OPTIMIZERS, OUTPUTS
 
 EXIT = {"agree": 0, "disagree": 1, "usage": 2, "inconclusive": 3}
+STATUSES = ("exit status: 0 agree, 1 disagree, 2 bad usage or input, 3 inconclusive, 4 environment or internal "
+            "error (traceback saved), 130 interrupted")
 
 
 class UsageError(Exception):
@@ -76,14 +79,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = _Parser(prog="python -m compare", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    c = sub.add_parser("check", help="compare forward, gradients and a training trajectory on iris or --dataset / --data")
+    c = sub.add_parser("check", help="compare forward, gradients and a training trajectory on iris or --dataset / --data",
+                       epilog=STATUSES)
     _spec_options(c)
     c.add_argument("--keep-trajectory", type=nonempty("--keep-trajectory"), metavar="FILE.npy",
                    help="write every step's parameters of both sides to FILE.npy (streamed; float64, shape "
                         "(steps + 1, 2, parameters))")
     c.add_argument("--json", type=nonempty("--json"), metavar="PATH",
                    help="write the full result as JSON (- for standard output, instead of the table)")
-    r = sub.add_parser("report", help="write the comparison report (markdown, HTML, figures, JSON, weights)")
+    r = sub.add_parser("report", help="write the comparison report (markdown, HTML, figures, JSON, weights)",
+                       epilog=STATUSES)
     _spec_options(r)
     r.add_argument("--out", type=nonempty("--out"), required=True, metavar="DIR",
                    help="output folder (created if missing; replaced whole by the new report at the end)")

@@ -319,13 +319,19 @@ def test_an_internal_or_environment_error_is_exit_4_with_a_saved_traceback(exc, 
         os.unlink(saved)
 
 
-def test_help_documents_the_exit_statuses():
+def test_help_documents_the_exit_statuses(capsys):
     from compare.cli import build_parser
 
     text = " ".join(build_parser().format_help().split())
     for status in ("0 everything agrees", "1 something disagrees", "2 bad usage", "3 inconclusive",
-                   "4 an environment or internal error"):
+                   "4 an environment or internal error", "130 interrupted"):
         assert status in text
+    capsys.readouterr()
+    for command in ("check", "report", "lessons"):  # each subcommand's own --help says them too
+        with pytest.raises(SystemExit):
+            build_parser().parse_args([command, "--help"])
+        sub = " ".join(capsys.readouterr().out.split())
+        assert "exit status: 0 " in sub and "2 bad usage or input" in sub and "130 interrupted" in sub, sub
 
 
 # ---- issue 15: numerics that gave a false DISAGREE on correct code ----------------------------------------

@@ -126,6 +126,14 @@ def test_out_rules_a_file_and_a_foreign_non_empty_folder_are_refused(tmp_path, c
     assert sorted(p.name for p in (tmp_path / "d").iterdir()) == ["mine.txt"]
 
 
+def test_out_rules_an_empty_path_and_a_dangling_link_are_refused(tmp_path, capsys):
+    """An empty --out meant the current folder; a dangling link gave '[Errno 17] File exists'."""
+    _one_line_exit_2(capsys, ["lessons", "--out", "", "--only", "activations"], "--out must not be empty")
+    (tmp_path / "dl").symlink_to(tmp_path / "nowhere")
+    _one_line_exit_2(capsys, ["lessons", "--out", str(tmp_path / "dl"), "--only", "activations"],
+                     "is a symbolic link to")
+
+
 def test_a_previous_lessons_output_is_overwritten_and_an_unknown_implementation_exits_2(tmp_path, capsys):
     argv = ["lessons", "--out", str(tmp_path), "--only", "activations", "--quick"]
     assert main(argv) == 0 and main(argv) == 0

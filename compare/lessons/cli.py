@@ -13,7 +13,9 @@ from . import LESSONS
 
 
 def add_parser(sub) -> argparse.ArgumentParser:
-    p = sub.add_parser("lessons", help="the lecture's lessons as figures, run on two implementations (HTML, markdown, JSON)")
+    p = sub.add_parser("lessons", help="the lecture's lessons as figures, run on two implementations (HTML, markdown, JSON)",
+                       epilog="exit status: 0 every lesson agrees, 1 a lesson disagrees, 2 bad usage or input, "
+                              "4 environment or internal error (traceback saved), 130 interrupted")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder (created if missing)")
     p.add_argument("--candidate", default="manual", metavar="NAME", help="implementation under test (default manual)")
     p.add_argument("--reference", default="torch", metavar="NAME", help="reference implementation (default torch)")

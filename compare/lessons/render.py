@@ -16,7 +16,12 @@ KIND = "backprop-crosscheck lessons"
 def prepare_out_dir(path) -> Path:
     """The output folder, created if missing.  Refused: a path that is not a folder, and a non-empty folder
     that is not a previous lessons output (its lessons.json says so), so nothing else is overwritten."""
+    if str(path) == "":
+        raise ValueError("--out must not be empty; give a folder for the lessons")
     out = Path(path)
+    if out.is_symlink() and not out.exists():
+        raise ValueError(f"--out {str(out)!r} is a symbolic link to {os.readlink(out)!r}, which does not exist; "
+                         "remove the link or give another folder")
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out {str(out)!r} exists and is not a directory; give a folder for the lessons")
     if out.is_dir() and any(out.iterdir()):
