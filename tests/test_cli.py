@@ -389,3 +389,12 @@ def test_json_a_descriptor_open_for_reading_only_is_refused_before_the_run(tmp_p
     with open(src) as f:
         code, out, err = run(["check", "--epochs", "1", "--json", f"/dev/fd/{f.fileno()}"], capsys)
     assert code == 2 and one_line(err) and "which is open for reading only" in err, err
+
+
+def test_a_cuda_device_that_does_not_exist_lists_the_devices_that_do(capsys):
+    import torch
+
+    code, out, err = run(["check", "--epochs", "1", "--reference", "torch:cuda:2147483648"], capsys)
+    expect = ("no such device; this machine has cpu, cuda:0" if torch.cuda.is_available()
+              else "CUDA is not available on this machine (devices: cpu)")
+    assert code == 2 and expect in err and one_line(err), err

@@ -15,17 +15,19 @@ from .train import Probe, train
 
 def _device(option: str | None) -> torch.device:
     option = option or "cpu"
-    if not re.fullmatch(r"cpu|cuda(:[0-9]{1,4})?", option):
+    m = re.fullmatch(r"cpu|cuda(?::([0-9]+))?", option)
+    if not m:
         raise ValueError(f"implementation 'torch:{option}': expected torch, torch:cpu, torch:cuda or torch:cuda:N")
-    dev = torch.device(option)
-    if dev.type == "cuda":
+    if option != "cpu":
         if not torch.cuda.is_available():
             raise ValueError(f"implementation 'torch:{option}': CUDA is not available on this machine "
                              "(devices: cpu)")
         n = torch.cuda.device_count()
-        if dev.index is not None and dev.index >= n:
+        if m.group(1) is not None and int(m.group(1)) >= n:
             raise ValueError(f"implementation 'torch:{option}': no such device; this machine has "
                              f"{', '.join(['cpu'] + [f'cuda:{i}' for i in range(n)])}")
+    dev = torch.device(option)
+    if dev.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = False  # full float32 precision, as the other side computes
         torch.backends.cudnn.allow_tf32 = False
         torch.set_float32_matmul_precision("highest")
