@@ -44,7 +44,6 @@ TARGETS = {  # (case, what): the issue's targets, manual/torch time
     ("big32", "step"): 1.00,
     ("run", "1000 epochs"): 0.25,
 }
-GEMM_TARGET = 0.85  # big32 step >= 85 % of NumPy's GEMM peak
 OPENBLAS_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE", "OPENBLAS_NUM_THREADS", "OPENBLAS_THREAD_TIMEOUT",
                  "OMP_NUM_THREADS", "MKL_NUM_THREADS", "XLA_FLAGS")
 SIDES = ("numpy", "torch", "jax")  # one worker process each
