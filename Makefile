@@ -33,7 +33,7 @@ check: venv
 bench: venv
 	$(PY) benchmarks/bench.py
 
-# Mutation testing of manual/ (not part of CI; ~21 minutes on 2 cores): mutmut's own results in
+# Mutation testing of manual/ (not part of CI; ~40 minutes on 2 cores): mutmut's own results in
 # mutants/, then the score with the equivalent mutants of tests/mutation_equivalents.txt set aside.
 mutation: $(VENV)/.installed-mutation
 	rm -rf mutants
