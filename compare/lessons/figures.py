@@ -34,6 +34,14 @@ def _sides_legend(ax, names, loc="best"):
     ax.legend(handles=h, loc=loc, fontsize=8, frameon=False)
 
 
+def _two_legends(fig, axes, names, loc) -> bytes:
+    """The curves' legend on the first panel, the sides' (line styles) on the second; the PNG."""
+    axes[0].legend(fontsize=8, frameon=False)
+    _sides_legend(axes[1], names, loc=loc)
+    fig.tight_layout()
+    return png(fig)
+
+
 def activations(d, names):
     x = np.asarray(d["shared"]["x"])
     acts = list(d["candidate"])
@@ -159,10 +167,7 @@ def batch_size(d, names):
     axes[0].set_ylabel("loss on the whole training split")
     axes[1].set_xlabel("parameter updates (one gradient evaluation each, on its batch)")
     axes[1].set_xscale("log")
-    axes[0].legend(fontsize=8, frameon=False)
-    _sides_legend(axes[1], names, loc="lower left")
-    fig.tight_layout()
-    return png(fig)
+    return _two_legends(fig, axes, names, "lower left")
 
 
 def overfitting(d, names):
@@ -183,10 +188,7 @@ def overfitting(d, names):
         ax.set_xlim(0, sh["epochs"])
     axes[0].set_ylabel("error rate")
     axes[0].set_ylim(-0.02, 0.7)
-    axes[0].legend(fontsize=8, frameon=False)
-    _sides_legend(axes[1], names, loc="upper right")
-    fig.tight_layout()
-    return png(fig)
+    return _two_legends(fig, axes, names, "upper right")
 
 
 def hidden_size(d, names):
