@@ -130,7 +130,8 @@ def format_table(res) -> str:
             if not f.index and f.candidate is None:
                 rows.append(f"  first disagreement: {where}{f.tensor} (see notes)")
             else:
-                rows.append(f"  first disagreement: {where}{side}layer {f.layer}, {f.tensor}{f.index or ''}: "
+                layer = f"layer {f.layer}, " if f.layer is not None else ""
+                rows.append(f"  first disagreement: {where}{side}{layer}{f.tensor}{f.index or ''}: "
                             f"{res.candidate if not f.side else 'back-propagation'} {f.candidate!r} vs "
                             f"{res.reference if not f.side else 'finite difference'} {f.reference!r}")
         for n in sec.notes:

@@ -69,9 +69,10 @@ def _side(impl, role, spec64, w64, X, y, masks, coordinate_wise: bool, rng):
         bp = g if dirs is None else dirs @ g
         floors.append(tol.FD_ROUNDING * eps * max(1.0, C) / float(np.min(hs)) / tol.FD_RTOL)
         max_abs = float(np.max(np.abs(bp - fd))) if np.isfinite(fd).all() else float("inf")
-        index, bv, fv = worst(bp, fd)
+        index, bv, fv = worst(bp, fd)  # index into the checked entries: the entry's [row, column] (none for directions)
+        where = [int(i) for i in np.unravel_index(index[0], w.shape)] if dirs is None and index else []
         checks.append(TensorCheck(f"d{name}", int(name[1:]), list(w.shape), max_abs, 0.0, tol.FD_RTOL, False, None,
-                                  index if dirs is None else [], bv, fv, side=role))
+                                  where, bv, fv, side=role))
     denom = max(scale, max(floors))
     for t in checks:
         t.rel = t.max_abs / denom if denom > 0 else (0.0 if t.max_abs == 0 else float("inf"))

@@ -79,9 +79,11 @@ class ReportDir:
             ancestor = ancestor.parent
         if not ancestor.is_dir():
             raise OutputError(f"{option} {given!r} cannot be created: {str(ancestor)!r} is not a folder")
-        if not os.access(ancestor, os.W_OK | os.X_OK):
+        try:  # a real probe: os.access says yes to root even where nothing can be created (/proc, /sys)
+            os.rmdir(tempfile.mkdtemp(dir=ancestor, prefix=".compare-probe."))
+        except OSError as e:
             raise OutputError(f"{option} {given!r} cannot be written: the report is built beside it, and folder "
-                              f"{str(ancestor)!r} is not writable")
+                              f"{str(ancestor)!r} is not writable ({e.strerror})") from None
 
     def __fspath__(self) -> str:
         return str(self.path)

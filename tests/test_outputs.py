@@ -228,3 +228,15 @@ def test_random_options_give_a_documented_status_one_line_and_no_stray_files(tmp
     assert changed <= ({"out.json"} if named else set()), (argv, changed)
     if code == 0 and named:
         assert json.loads((work / "out.json").read_text())["agree"] is True
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self"), reason="needs Linux's /proc")
+def test_report_into_a_folder_nothing_can_be_created_in_is_refused_before_the_run(capsys, monkeypatch):
+    """`--out /proc/x` passed os.access (root may write anywhere, says access) and failed when the build
+    folder was made: exit 4 with a raw errno.  A real probe refuses it up front."""
+    import compare.harness
+
+    monkeypatch.setattr(compare.harness, "check", lambda *a, **k: pytest.fail("the run started"))
+    assert main(["report", "--out", "/proc/x", *FAST]) == 2
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "--out '/proc/x' cannot be written" in err and "is not writable" in err

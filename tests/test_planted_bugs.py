@@ -100,6 +100,8 @@ def test_finite_differences_catch_a_wrong_derivative_without_torch():
     fd = finite_differences({"candidate": CopiedManual("wrong_derivative")}, spec, initial_weights(spec), d.X_train,
                             d.y_train, None)
     assert not fd.agree and fd.first_failure.layer in (1, 2) and fd.first_failure.side == "candidate"
+    f = fd.first_failure  # named by its place in the tensor, as the other sections name theirs
+    assert len(f.index) == len(f.shape) and all(0 <= i < n for i, n in zip(f.index, f.shape, strict=True))
 
 
 @pytest.mark.parametrize("role", ["candidate", "reference"])

@@ -210,3 +210,18 @@ def test_an_exception_in_an_implementation_names_the_role_the_implementation_and
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "matmul" in err
     assert err.rstrip().endswith("(raised in the candidate (manual)'s forward_backward)"), err
+
+
+class DoublesTheLoss(ManualImplementation):
+    def forward_backward(self, spec, weights, X, y, masks):
+        p = super().forward_backward(spec, weights, X, y, masks)
+        p.loss *= 2
+        return p
+
+
+def test_a_disagreement_in_the_loss_is_named_without_a_layer():
+    from compare.cli import format_table
+
+    res, _ = check(DoublesTheLoss(), "torch", Spec(epochs=1))
+    line = next(r for r in format_table(res).splitlines() if r.startswith("  first disagreement: loss"))
+    assert "layer" not in line and line.startswith("  first disagreement: loss: manual "), line
