@@ -13,7 +13,7 @@ network (a coordinate is the direction e_j), the denominator floored at the diff
 own rounding error, FD_ROUNDING x eps x max(1, |C|) / h / FD_RTOL, so that a gradient that is
 itself zero up to rounding (all-zero weights) is not measured against its rounding residue.
 
-The loss comes from the implementation's optional ``loss`` method (a forward pass only; see
+The loss comes from the implementation's optional ``forward_loss`` method (a forward pass only; see
 compare.protocol), else from ``forward_backward``.
 """
 from __future__ import annotations
@@ -27,11 +27,20 @@ from .protocol import readonly
 from .results import TensorCheck, section, worst
 
 
-def _loss_of(impl, spec64, X, y, masks):
+def _loss_of(impl, spec64, X, y, masks, w64, C: float, notes: list):
+    """The loss as a function of the weights: the implementation's forward_loss when it has one and it
+    gives forward_backward's loss at the start (else forward_backward, with a note)."""
     X, y, masks = readonly(X), readonly(y), None if masks is None else [readonly(m) for m in masks]
-    if callable(getattr(impl, "loss", None)):
-        return lambda w: float(impl.loss(spec64, w, X, y, masks))
-    return lambda w: float(impl.forward_backward(spec64, w, X, y, masks).loss)
+    full = lambda w: float(impl.forward_backward(spec64, w, X, y, masks).loss)  # noqa: E731
+    if not callable(getattr(impl, "forward_loss", None)):
+        return full
+    fast = lambda w: float(impl.forward_loss(spec64, w, X, y, masks))  # noqa: E731
+    c = fast(w64)
+    if not abs(c - C) <= tol.FLOAT64_RTOL * max(abs(C), 1e-300):
+        notes.append(f"{impl.name}'s forward_loss gives {c!r} at the start, forward_backward's loss {C!r}: "
+                     "finite differences use forward_backward")
+        return full
+    return fast
 
 
 def _directions(name, w, coordinate_wise: bool, rng):
@@ -42,10 +51,10 @@ def _directions(name, w, coordinate_wise: bool, rng):
     return np.full(tol.FD_DIRECTIONS, tol.FD_STEP * max(1.0, float(np.max(np.abs(w))))), v
 
 
-def _side(impl, role, spec64, w64, X, y, masks, coordinate_wise: bool, rng):
+def _side(impl, role, spec64, w64, X, y, masks, coordinate_wise: bool, rng, notes: list):
     base = impl.forward_backward(spec64, {n: readonly(v) for n, v in w64.items()}, readonly(X), readonly(y),
                                  None if masks is None else [readonly(m) for m in masks])
-    loss = _loss_of(impl, spec64, X, y, masks)
+    loss = _loss_of(impl, spec64, X, y, masks, {n: readonly(v) for n, v in w64.items()}, float(base.loss), notes)
     C = abs(float(base.loss))
     scale = max(float(np.max(np.abs(g))) for g in base.grads.values())
     eps = float(np.finfo(np.float64).eps)
@@ -90,7 +99,7 @@ def finite_differences(impls: dict, spec, weights, X, y, masks, max_coords: int 
     checks, notes = [], []
     for side, (role, impl) in enumerate(impls.items()):
         rng = np.random.default_rng([spec.seed, 2, side])
-        cs, scale, denom, C = _side(impl, role, spec64, w64, X64, y, m64, coordinate_wise, rng)
+        cs, scale, denom, C = _side(impl, role, spec64, w64, X64, y, m64, coordinate_wise, rng, notes)
         checks += cs
         how = ("h = {0:g} x max(1, |theta_j|)" if coordinate_wise else "h = {0:g} x max(1, max |theta| of the tensor)")
         notes.append(f"{role} ({impl.name}): its back-propagated gradient against central differences of its own loss, "

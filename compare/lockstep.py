@@ -103,9 +103,9 @@ class Lockstep:
     def _comparator(self):
         while True:
             with self.cv:
-                self.cv.wait_for(lambda: self._ready() or len(self.done) == len(self.roles))
-                if not self._ready():
-                    return  # every run has finished and every step they handed in is compared
+                self.cv.wait_for(lambda: self._ready() or len(self.done) == len(self.roles) or self.error is not None)
+                if self.error is not None or not self._ready():
+                    return  # aborted, or every run has finished and every step they handed in is compared
                 step = self.completed + 1
                 arrived = self.slots.pop(step)
             try:

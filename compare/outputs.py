@@ -15,7 +15,6 @@ The report folder is compare/report_dir.py's.
 from __future__ import annotations
 
 import argparse
-import fcntl
 import os
 import re
 import stat
@@ -99,6 +98,8 @@ def check_file_output(path, option: str = "--json") -> FileTarget:
     if fd is not None:
         if fd in (1, 2):
             return FileTarget(option, path, "stdout" if fd == 1 else "stderr", fd=fd)
+        import fcntl  # POSIX only, as /dev/fd and /proc/self/fd are
+
         try:
             mode = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE
         except OSError as e:

@@ -23,9 +23,10 @@ Conventions (the contract; docs/porting.md walks through them):
   dropout) are recorded; epochs are 1-based in ``TrainResult``.
 - A run whose loss or parameters become NaN or Inf raises ``FloatingPointError`` (a subclass is
   fine), naming the step.
-- Optional: ``loss(spec, weights, X, y, masks) -> float``, the loss of one forward pass (no
-  backward).  Finite differences evaluate the loss hundreds of times and use it when present;
-  without it they take ``forward_backward(...).loss``, which gives the same numbers more slowly.
+- Optional: ``forward_loss(spec, weights, X, y, masks) -> float``, the loss of one forward pass (no
+  backward).  Finite differences evaluate the loss hundreds of times and use it when present (after
+  checking that it equals ``forward_backward(...).loss`` at the start); without it they take
+  ``forward_backward(...).loss``, which gives the same numbers more slowly.
 - Inputs are not to be changed: ``forward_backward`` and ``loss`` get read-only views of the
   weights, the batch and the masks, ``train`` read-only data; ``train``'s weights are the run's own
   copy (a port may update them in place).

@@ -30,8 +30,10 @@ class Attributed:
         self.impl, self.role, self.source = impl, role, source
 
     def __getattr__(self, attr):
+        if attr.startswith("__") or "impl" not in self.__dict__:  # copy/pickle probe before __init__ ran
+            raise AttributeError(attr)
         value = getattr(self.impl, attr)
-        if attr not in (*METHODS, "loss") or not callable(value):
+        if attr not in (*METHODS, "forward_loss") or not callable(value):
             return value
 
         def call(*args, **kwargs):

@@ -78,8 +78,10 @@ def _companion(cand, ref, cspec: Spec) -> Trajectory:
 def _reload(impl, role: str):
     """The implementation re-loaded by the name it was loaded by in the child (fresh state); the inherited object when its
     name does not resolve (an object handed to write_report directly)."""
+    if getattr(impl, "source", None) is None:  # an object handed over directly: its forked copy serves
+        return impl
     try:
-        return load(impl.source or impl.name, role)
+        return load(impl.source, role)
     except Exception:  # noqa: BLE001  (any failure to re-load: the forked copy of the object serves)
         return impl
 

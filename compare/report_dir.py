@@ -103,10 +103,11 @@ class ReportDir:
         """The hidden build folder beside the target, created now (parents of the target too)."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.build = Path(tempfile.mkdtemp(dir=self.path.parent, prefix=f".{self.path.name}.compare-"))
-        # mkdtemp makes 0700: a folder being replaced keeps its own mode (a private report stays private),
-        # a new one gets what mkdir would
-        mode = stat.S_IMODE(os.stat(self.path).st_mode) if self.path.is_dir() else 0o777 & ~_umask()
-        os.chmod(self.build, mode)
+        # mkdtemp makes 0700: a folder being replaced keeps its own mode (a private report stays private;
+        # set at the swap, so that a read-only old folder does not make the build unwritable), a new one
+        # gets what mkdir would
+        self.mode = stat.S_IMODE(os.stat(self.path).st_mode) if self.path.is_dir() else 0o777 & ~_umask()
+        os.chmod(self.build, self.mode | stat.S_IRWXU)
         return self.build
 
     def commit(self) -> None:
@@ -115,6 +116,7 @@ class ReportDir:
         if build is None:
             raise RuntimeError("ReportDir.commit() without begin()")
         cwd = _cwd()
+        os.chmod(build, self.mode)
         with _signals_held():
             if not target.is_dir():
                 os.rename(build, target)

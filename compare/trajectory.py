@@ -70,9 +70,9 @@ def training_job(impl, role, lock, spec, weights, data, order, masks, hook, name
             losses.append(loss)
             lock.arrive(role, step, flat(w, names), loss)
 
-        mine = {k: np.array(v) for k, v in weights.items()}
-        seen = Data(*(readonly(a) for a in (data.X_train, data.y_train, data.X_val, data.y_val)))
-        try:
+        try:  # whatever fails here, the rendezvous must learn that this run is done
+            mine = {k: np.array(v) for k, v in weights.items()}
+            seen = Data(*(readonly(a) for a in (data.X_train, data.y_train, data.X_val, data.y_val)))
             res = impl.train(spec, mine, seen, order, masks, hook, on_step)
         finally:
             lock.finish(role)
@@ -121,6 +121,8 @@ def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSourc
     pairs = {"candidate": PairSummary(offs, dt, worst=True, input_scale=scale),
              **{f"noise {r}": PairSummary(offs, dt, worst=False, input_scale=scale) for r in can_noise}}
 
+    noise_start = {r: nudge(weights, spec.seed, side) for side, r in enumerate(roles) if r in can_noise}
+    terms = {r: terms_scale(roles[r], spec, weights, data) for r in can_noise}  # before any thread starts
     record = keep_file(keep, order, spec.batch_size, flat(weights, names)) if keep else None
 
     def compare(step, slots):  # a pair's rows stop at the first step where one of its runs has ended
@@ -137,12 +139,13 @@ def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSourc
     lock = Lockstep([*roles, *(f"noise {r}" for r in can_noise)], compare)
     jobs = {r: training_job(impl, r, lock, spec, weights, data, order, masks,
                     zero_recorder(lock, r) if r in can_noise else None, names) for r, impl in roles.items()}
+    def structural(step, own):
+        return lock.structural(step, can_noise, own)
+
     for side, (r, impl) in enumerate(roles.items()):
         if r in can_noise:
-            def structural(step, own):
-                return (lock.structural(step, can_noise, own))
-            jobs[f"noise {r}"] = training_job(impl, f"noise {r}", lock, spec, nudge(weights, spec.seed, side), data, order,
-                                      masks, noise_hook(spec.seed, side, structural, terms_scale(impl, spec, weights, data)), names)
+            jobs[f"noise {r}"] = training_job(impl, f"noise {r}", lock, spec, noise_start[r], data, order, masks,
+                                              noise_hook(spec.seed, side, structural, terms[r]), names)
     try:
         out = run_all(jobs, stop=lambda: lock.abort(KeyboardInterrupt("interrupted")))
     finally:

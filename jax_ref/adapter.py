@@ -73,7 +73,7 @@ class JaxImplementation:
         return Pass(float(loss), [None] + [_np(z, dt) for z in zs], [np.asarray(X)] + [_np(a, dt) for a in as_],
                     [None] + [_np(d, dt) for d in deltas], {k: _np(grads[k], dt) for k in weights})
 
-    def loss(self, spec, weights, X, y, masks) -> float:
+    def forward_loss(self, spec, weights, X, y, masks) -> float:
         dt = np.dtype(weights["W1"].dtype)
         m = None if masks is None or not spec.dropout else [self._put(np.asarray(k, dt)) for k in masks]
         return float(_batch_loss(from_shared(weights, self.device), self._put(np.asarray(X, dt)), self._put(y), m,

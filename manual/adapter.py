@@ -32,7 +32,7 @@ class ManualImplementation:
         loss, grads = net.gradients(X, y, masks)
         return Pass(loss, list(net.z), list(net.a), list(net.delta), dict(grads))
 
-    def loss(self, spec, weights, X, y, masks) -> float:
+    def forward_loss(self, spec, weights, X, y, masks) -> float:
         return self._net(spec, weights).loss(X, y, masks)
 
     def train(self, spec, weights, data, order, masks, grad_hook, on_step) -> TrainResult:

@@ -93,9 +93,41 @@ def test_an_interrupt_stops_every_run_and_waits_for_them_before_it_goes_on():
                 on_step(s, w, loss)
             return super().train(spec, weights, data, order, masks, grad_hook, step)
 
-    threading.Thread(target=lambda: started.wait(60) and os.kill(os.getpid(), signal.SIGINT), daemon=True).start()
+    threading.Thread(target=lambda: (started.wait(60), os.kill(os.getpid(), signal.SIGINT)), daemon=True).start()
     t0 = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
         check(Signals(), "torch", Spec(epochs=100000))
     assert time.perf_counter() - t0 < 60
     assert not [t.name for t in threading.enumerate() if t.name.startswith("trajectory")]
+
+
+def test_a_run_that_fails_before_its_first_step_stops_nobody():
+    """A run whose setup raises (a MemoryError copying the weights) must still tell the rendezvous it is
+    done; the other run trains to the end and every step it hands in is compared."""
+    from compare import Spec
+    from compare.data import iris_split
+    from compare.harness import data_for, initial_weights
+    from compare.schedule import epoch_orders
+    from compare.trajectory import training_job
+    from manual.adapter import ManualImplementation
+
+    class Unreadable(dict):
+        def items(self):
+            raise MemoryError("copying the weights")
+
+    spec = Spec(epochs=5)
+    w, data = initial_weights(spec), data_for(spec, iris_split())
+    order = epoch_orders(120, spec.epochs, None, spec.seed)
+    seen = []
+    lock = Lockstep(["a", "b"], lambda step, slots: seen.append(sorted(slots)))
+    names = ["W1", "b1", "W2", "b2"]
+    jobs = {"a": training_job(ManualImplementation(), "a", lock, spec, Unreadable(w), data, order, None, None, names),
+            "b": training_job(ManualImplementation(), "b", lock, spec, w, data, order, None, None, names)}
+    out = {}
+    t = threading.Thread(target=lambda: out.update(run_all(jobs)), daemon=True)
+    t.start()
+    t.join(30)
+    assert not t.is_alive(), "the rendezvous hung"
+    lock.close()
+    assert isinstance(out["a"], MemoryError) and not isinstance(out["b"], BaseException)
+    assert seen == [["b"]] * 5

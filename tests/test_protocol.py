@@ -225,3 +225,34 @@ def test_a_disagreement_in_the_loss_is_named_without_a_layer():
     res, _ = check(DoublesTheLoss(), "torch", Spec(epochs=1))
     line = next(r for r in format_table(res).splitlines() if r.startswith("  first disagreement: loss"))
     assert "layer" not in line and line.startswith("  first disagreement: loss: manual "), line
+
+
+class HoldsALossObject(ManualImplementation):
+    """A port that keeps its framework's loss object as ``self.loss`` (a common idiom): not a protocol method."""
+
+    def __init__(self):
+        super().__init__()
+        self.loss = lambda logits, target: 0.0
+
+
+class WrongForwardLoss(ManualImplementation):
+    def forward_loss(self, spec, weights, X, y, masks):
+        return 2 * super().forward_loss(spec, weights, X, y, masks)
+
+
+def test_finite_differences_use_forward_loss_only_where_it_is_the_loss_of_the_full_pass():
+    res, _ = check(HoldsALossObject(), "torch", Spec(epochs=2))
+    assert res.finite_differences.verdict == "agree"
+    res, _ = check(WrongForwardLoss(), "torch", Spec(epochs=2))
+    assert res.finite_differences.verdict == "agree"  # its gradients are right: measured with forward_backward
+    assert any("manual's forward_loss gives" in n and "finite differences use forward_backward" in n
+               for n in res.finite_differences.notes), res.finite_differences.notes
+
+
+def test_a_loaded_implementation_can_be_copied_and_pickled():
+    import copy
+    import pickle
+
+    impl = load("manual", "candidate")
+    assert copy.copy(impl).name == "manual"
+    assert pickle.loads(pickle.dumps(impl)).name == "manual"

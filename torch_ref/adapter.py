@@ -74,7 +74,7 @@ class TorchImplementation:
         return Pass(loss.item(), [None] + [np_(z) for z in probe.z[1:]], [np.asarray(X)] + [np_(a) for a in probe.a[1:]],
                     [None] + [np_(d) for d in probe.delta[1:]], grads)
 
-    def loss(self, spec, weights, X, y, masks) -> float:
+    def forward_loss(self, spec, weights, X, y, masks) -> float:
         model = self._model(spec, weights)
         model.train()
         with torch.no_grad(), Probe(model) as probe:
