@@ -6,13 +6,13 @@ before it starts instead of ending in a MemoryError, an OverflowError or a casca
 - ``check_initial_forward``: the initial forward pass (and loss, and gradients) fit the run's dtype.
 - ``preflight``: all of these for a Spec, and a --weights file read (bounded) and checked against the spec.
 
-The memory rule (``run_bytes``): a run keeps the trajectory record, 8 bytes x parameters x (steps + 1)
-x 4 runs (manual, torch, and torch twice more for the noise floor; twice that when the report's companion
-runs beside it), plus the sample order (8 bytes x training rows x epochs), plus a working set of parameters,
-gradients, optimiser state and activations (8 bytes x (16 x parameters + 16 x training rows x units)), the
-training rows being the data's (spec.n_train: 120 for iris).  A run
-whose estimate exceeds half of this machine's physical memory (os.sysconf) is refused, naming the
-option(s) to lower and the estimate in GB.
+The memory rule (``run_bytes``): a run keeps the trajectory's per-step record, STEP_RECORD_BYTES x
+tensors x (steps + 1) (twice that when the report's companion runs beside it), the two runs a small
+trajectory keeps (18 bytes x parameters x steps, where that is at most lockstep.SEQUENTIAL_BYTES), the
+sample order (8 bytes x training rows x epochs) and a working set of parameters, gradients, optimiser
+state and activations of the four runs (8 bytes x (24 x parameters + 16 x training rows x units)), the
+training rows being the data's (spec.n_train: 120 for iris).  A run whose estimate exceeds half of this
+machine's physical memory (os.sysconf) is refused, naming the option(s) to lower and the estimate in GB.
 """
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ import argparse
 import os
 
 import numpy as np
+
+from .lockstep import SEQUENTIAL_BYTES
 
 SEED_MAX = 2**64 - 1      # torch.Generator.manual_seed takes up to 2**64 - 1; numpy any integer >= 0
 MEMORY_FRACTION = 0.5     # refuse a run estimated above this fraction of physical memory
@@ -75,10 +77,12 @@ def steps_of(spec) -> int:
 
 
 def run_bytes(spec, companion: bool = False) -> dict[str, int]:
-    """The rule's estimate, in bytes, in its three parts (Python integers: no overflow at any size)."""
+    """The rule's estimate, in bytes, in its four parts (Python integers: no overflow at any size)."""
     P, steps, rows = parameter_count(spec.sizes), steps_of(spec), rows_of(spec)
     tensors = 2 * (len(spec.sizes) - 1)
+    kept = 2 * 9 * P * steps  # two runs' weights and zero masks per step, kept only when they fit (lockstep.Sequential)
     return {"trajectory": STEP_RECORD_BYTES * tensors * (steps + 1) * (2 if companion else 1),
+            "kept runs": (kept if kept <= SEQUENTIAL_BYTES else 0) * (2 if companion else 1),
             "order": 8 * rows * spec.epochs,
             "working set": 8 * (6 * TRAJECTORY_RUNS * P + 16 * rows * sum(spec.sizes))}
 

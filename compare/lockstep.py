@@ -160,6 +160,65 @@ class Lockstep:
         return {k: np.logical_and.reduce([z[k] for z in got]) for k in own} if got else own
 
 
+# Trajectories whose two real runs' flat weights and zero masks for every step fit in this many bytes run
+# their four runs one after another in one thread (Sequential): small networks, whose steps are a few
+# NumPy or torch calls, spend most of a threaded check in the GIL and the rendezvous' wake-ups
+# (docs/benchmarks.md: 1k parameters x 1,000 steps, 4.7 s in lockstep threads, 1.7 s one after another).
+SEQUENTIAL_BYTES = 256 * 2**20
+
+
+class Sequential:
+    """The rendezvous' interface (arrive, finish, put_zeros, structural) for runs made one after another:
+    the reference, the candidate, then the noise runs.  The two real runs' flat weights and zero masks
+    are kept per step, so that each later run is compared, step by step, against the run it pairs with:
+    the same comparisons, per pair in the same order, as Lockstep (tests/test_lockstep.py checks that the
+    two give identical trajectories)."""
+
+    ORDER = ("reference", "candidate", "noise candidate", "noise reference")
+
+    def __init__(self, compare):
+        self.compare, self.error = compare, None
+        self.kept: dict[str, list] = {"candidate": [], "reference": []}
+        self.zeros: dict[str, dict] = {}
+
+    def arrive(self, role, step, weights_flat, loss):
+        slots = {role: (weights_flat, loss)}
+        partner = {"candidate": "reference", "noise candidate": "candidate",
+                   "noise reference": "reference"}.get(role)
+        if partner is not None and step < len(self.kept[partner]):
+            slots[partner] = self.kept[partner][step]
+        if role in self.kept:
+            self.kept[role].append((weights_flat, loss))
+        try:
+            self.compare(step, slots)
+        except Exception as e:  # noqa: BLE001  (a run handed something uncomparable: reported as Lockstep does)
+            self.error = e
+            raise RuntimeError(f"the step-by-step comparison failed at step {step}: {e}") from None
+
+    def finish(self, role):
+        pass
+
+    def close(self):
+        pass
+
+    def put_zeros(self, role, step, zeros):
+        self.zeros.setdefault(role, {})[step] = zeros
+
+    def structural(self, step, of_roles, own):
+        got = [self.zeros[r][step] for r in of_roles if step in self.zeros.get(r, {})]
+        return {k: np.logical_and.reduce([z[k] for z in got]) for k in own} if got else own
+
+    def run(self, jobs: dict) -> dict:
+        """Each job in ORDER, in this thread; role -> result, or the exception it raised."""
+        out = {}
+        for role in (r for r in self.ORDER if r in jobs):
+            try:
+                out[role] = jobs[role]()
+            except Exception as e:  # noqa: BLE001  (handed back to the caller, who decides)
+                out[role] = e
+        return out
+
+
 def run_all(jobs: dict, stop=None) -> dict:
     """Run ``jobs`` (role -> callable) in threads; role -> result, or the exception it raised.  On an
     interrupt (Ctrl-C) ``stop()`` is called and every thread is waited for before the interrupt goes on:

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import tolerances as tol
-from .lockstep import Lockstep, PairSummary, flat, run_all, tensor_scales
+from .lockstep import SEQUENTIAL_BYTES, Lockstep, PairSummary, Sequential, flat, run_all, tensor_scales
 from .noise import noise_hook, nudge, terms_scale, zero_recorder
 from .protocol import Data, TrainResult, readonly
 from .results import Section, TensorCheck, check_tensor, section
@@ -107,8 +107,10 @@ def _levels(summary: PairSummary, m: int, n: int) -> np.ndarray:
 
 
 def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSource | None = None,
-               keep: str | None = None) -> Trajectory:
-    """Train both sides (and their noise runs) from ``weights`` in lockstep and judge every step.
+               keep: str | None = None, mode: str | None = None) -> Trajectory:
+    """Train both sides (and their noise runs) from ``weights`` and judge every step.  ``mode``:
+    "lockstep" (the four runs in threads, compared as they go: memory flat in the steps) or "sequential"
+    (one after another, two runs kept: small trajectories); None picks by SEQUENTIAL_BYTES.
     ``keep``: a .npy file that receives every step's parameters of both sides, as they go (see keep_file)."""
     n_train = data.X_train.shape[0]
     order = epoch_orders(n_train, spec.epochs, spec.batch_size, spec.seed)
@@ -136,7 +138,11 @@ def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSourc
                     scales[b] = tensor_scales(slots[b][0], offs)
                 summary.add(slots[a][0], slots[b][0], slots[a][1], slots[b][1], scales[b])
 
-    lock = Lockstep([*roles, *(f"noise {r}" for r in can_noise)], compare)
+    n_steps = order.shape[0] * len(range(0, n_train, spec.batch_size or n_train))
+    if mode is None:
+        mode = "sequential" if 2 * n_steps * sum(w.size for w in weights.values()) * 9 <= SEQUENTIAL_BYTES else "lockstep"
+    lock = (Sequential(compare) if mode == "sequential"
+            else Lockstep([*roles, *(f"noise {r}" for r in can_noise)], compare))
     jobs = {r: training_job(impl, r, lock, spec, weights, data, order, masks,
                     zero_recorder(lock, r) if r in can_noise else None, names) for r, impl in roles.items()}
     def structural(step, own):
@@ -147,7 +153,7 @@ def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSourc
             jobs[f"noise {r}"] = training_job(impl, f"noise {r}", lock, spec, noise_start[r], data, order, masks,
                                               noise_hook(spec.seed, side, structural, terms[r]), names)
     try:
-        out = run_all(jobs, stop=lambda: lock.abort(KeyboardInterrupt("interrupted")))
+        out = lock.run(jobs) if mode == "sequential" else run_all(jobs, stop=lambda: lock.abort(KeyboardInterrupt("interrupted")))
     finally:
         lock.close()
     if lock.error is not None:

@@ -80,7 +80,7 @@ def test_an_interrupt_stops_every_run_and_waits_for_them_before_it_goes_on():
     import os
     import signal
 
-    from compare import Spec, check
+    from compare import Spec
     from manual.adapter import ManualImplementation
 
     started = threading.Event()
@@ -93,10 +93,16 @@ def test_an_interrupt_stops_every_run_and_waits_for_them_before_it_goes_on():
                 on_step(s, w, loss)
             return super().train(spec, weights, data, order, masks, grad_hook, step)
 
+    from compare.data import iris_split
+    from compare.harness import data_for, initial_weights, resolve
+    from compare.trajectory import trajectory
+
+    spec = Spec(epochs=100000)
     threading.Thread(target=lambda: (started.wait(60), os.kill(os.getpid(), signal.SIGINT)), daemon=True).start()
     t0 = time.perf_counter()
     with pytest.raises(KeyboardInterrupt):
-        check(Signals(), "torch", Spec(epochs=100000))
+        trajectory(Signals(), resolve("torch", "reference"), spec, initial_weights(spec), data_for(spec, iris_split()),
+                   mode="lockstep")
     assert time.perf_counter() - t0 < 60
     assert not [t.name for t in threading.enumerate() if t.name.startswith("trajectory")]
 
@@ -131,3 +137,109 @@ def test_a_run_that_fails_before_its_first_step_stops_nobody():
     lock.close()
     assert isinstance(out["a"], MemoryError) and not isinstance(out["b"], BaseException)
     assert seen == [["b"]] * 5
+
+
+class NoNoise:
+    """manual without noise runs (a port that cannot take a gradient hook)."""
+
+    def __new__(cls):
+        from manual.adapter import ManualImplementation
+
+        class _NoNoise(ManualImplementation):
+            def unavailable(self, spec):
+                return {"noise": "no gradient hook in this port"}
+        return _NoNoise()
+
+
+MODE_CASES = {
+    "GD sigmoid": dict(hidden=(6,), epochs=200),
+    "README example (relu, adam, dropout, early stopping, float32)": dict(
+        activation="relu", hidden=(8, 8), optimizer="adam", lr=0.01, batch_size=10, dropout=0.2, patience=20,
+        dtype="float32"),
+    "momentum tanh mini-batches": dict(optimizer="momentum", activation="tanh", batch_size=10, epochs=20),
+    "edge of stability (inconclusive)": dict(lr=0.5, epochs=300),
+    "the candidate without noise runs": dict(optimizer="nesterov", batch_size=30, epochs=20, candidate=NoNoise),
+}
+
+
+@pytest.mark.parametrize("case", list(MODE_CASES))
+def test_runs_one_after_another_give_the_same_trajectory_as_runs_in_lockstep(case, tmp_path):
+    """Small trajectories run their four runs one after another (lockstep.Sequential); every number the
+    verdict rests on must be what the threaded lockstep gives, bit for bit, the kept trajectory file too."""
+    from compare import Spec
+    from compare.data import load_split
+    from compare.harness import data_for, initial_weights, resolve
+    from compare.trajectory import trajectory
+
+    kw = dict(MODE_CASES[case])
+    cand = kw.pop("candidate", None)
+    spec = Spec(**kw)
+    w, d = initial_weights(spec), data_for(spec, load_split(spec))
+    got = {}
+    for mode in ("lockstep", "sequential"):
+        keep = str(tmp_path / f"{mode}.npy")
+        c = cand() if cand else resolve("manual", "candidate")
+        got[mode] = (trajectory(c, resolve("torch", "reference"), spec, w, d, keep=keep, mode=mode), np.load(keep))
+    (a, ka), (b, kb) = got["lockstep"], got["sequential"]
+    for k in ("divergence", "envelope", "allowance", "judged"):
+        assert np.array_equal(getattr(a, k), getattr(b, k)), k
+    assert a.noise_per_step.keys() == b.noise_per_step.keys()
+    assert all(np.array_equal(a.noise_per_step[r], b.noise_per_step[r]) for r in a.noise_per_step)
+    assert (a.section.verdict, a.judged_steps, a.steps, a.section.notes) == \
+           (b.section.verdict, b.judged_steps, b.steps, b.section.notes)
+    assert [(t.tensor, t.rel, t.step, t.index) for t in a.section.checks] == \
+           [(t.tensor, t.rel, t.step, t.index) for t in b.section.checks]
+    assert np.array_equal(ka, kb, equal_nan=True)
+    assert a.judged_steps > 0
+
+
+def test_the_mode_is_chosen_by_what_keeping_two_runs_would_cost():
+    from compare import Spec
+    from compare.data import iris_split
+    from compare.harness import data_for, initial_weights, resolve
+    from compare.lockstep import SEQUENTIAL_BYTES
+    from compare.trajectory import trajectory
+
+    seen = []
+    for spec in (Spec(epochs=3), Spec(hidden=(1000, 1000), epochs=20)):  # 51 params x 3 steps; 1M x 20
+        import compare.trajectory as T
+        real = T.Sequential
+        T.Sequential = lambda compare, _real=real: seen.append("sequential") or _real(compare)
+        try:
+            need = 2 * 20 * sum(v.size for v in initial_weights(spec).values()) * 9
+            trajectory(resolve("manual", "candidate"), resolve("torch", "reference"), spec, initial_weights(spec),
+                       data_for(spec, iris_split()))
+        finally:
+            T.Sequential = real
+    assert seen == ["sequential"] and need > SEQUENTIAL_BYTES
+
+
+@pytest.mark.parametrize("mode", ["lockstep", "sequential"])
+def test_ports_that_break_the_protocol_neither_hang_nor_pass_in_either_mode(mode):
+    """A port that never calls the gradient hook: its noise run is a second run, nothing waits for its
+    zeros.  A port that hands on_step no loss: the comparison fails and every run stops with it."""
+    from test_protocol import HandsNoLoss, IgnoresTheHook
+
+    from compare import Spec
+    from compare.data import iris_split
+    from compare.harness import data_for, initial_weights, resolve
+    from compare.trajectory import trajectory
+
+    spec = Spec(epochs=5)
+    w, d = initial_weights(spec), data_for(spec, iris_split())
+    out = {}
+
+    def run(port):
+        try:
+            out[port.__name__] = trajectory(port(), resolve("torch", "reference"), spec, w, d, mode=mode)
+        except Exception as e:  # noqa: BLE001
+            out[port.__name__] = e
+
+    for port in (IgnoresTheHook, HandsNoLoss):
+        t = threading.Thread(target=run, args=(port,), daemon=True)
+        t.start()
+        t.join(60)
+        assert not t.is_alive(), f"{port.__name__} hung the {mode} trajectory"
+    assert out["IgnoresTheHook"].section.verdict == "agree" and out["IgnoresTheHook"].judged_steps == 5
+    e = out["HandsNoLoss"]
+    assert isinstance(e, RuntimeError) and "the step-by-step comparison failed: TypeError" in str(e), e
