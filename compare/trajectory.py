@@ -58,7 +58,7 @@ def _offsets(weights) -> dict:
 
 
 def training_job(impl, role, lock, spec, weights, data, order, masks, hook, names):
-    """The callable that trains ``impl`` as ``role`` in its thread, handing every step to ``lock``.
+    """The callable that trains ``impl`` as ``role`` (in a thread, or in turn), handing every step to ``lock``.
     Each run gets its own copy of the weights (a port may update them in place) and read-only data."""
     def run():
         losses, slip = [], []
