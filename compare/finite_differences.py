@@ -23,14 +23,13 @@ from dataclasses import replace
 import numpy as np
 
 from . import tolerances as tol
-from .protocol import readonly
+from .protocol import readonly, readonly_inputs
 from .results import TensorCheck, section, worst
 
 
 def _loss_of(impl, spec64, X, y, masks, w64, C: float, notes: list):
     """The loss as a function of the weights: the implementation's forward_loss when it has one and it
-    gives forward_backward's loss at the start (else forward_backward, with a note)."""
-    X, y, masks = readonly(X), readonly(y), None if masks is None else [readonly(m) for m in masks]
+    gives forward_backward's loss at the start (else forward_backward, with a note).  Inputs read-only."""
     full = lambda w: float(impl.forward_backward(spec64, w, X, y, masks).loss)  # noqa: E731
     if not callable(getattr(impl, "forward_loss", None)):
         return full
@@ -52,9 +51,9 @@ def _directions(name, w, coordinate_wise: bool, rng):
 
 
 def _side(impl, role, spec64, w64, X, y, masks, coordinate_wise: bool, rng, notes: list):
-    base = impl.forward_backward(spec64, {n: readonly(v) for n, v in w64.items()}, readonly(X), readonly(y),
-                                 None if masks is None else [readonly(m) for m in masks])
-    loss = _loss_of(impl, spec64, X, y, masks, {n: readonly(v) for n, v in w64.items()}, float(base.loss), notes)
+    """One side's checks; ``w64``, ``X``, ``y``, ``masks`` read-only (protocol.readonly_inputs)."""
+    base = impl.forward_backward(spec64, w64, X, y, masks)
+    loss = _loss_of(impl, spec64, X, y, masks, w64, float(base.loss), notes)
     C = abs(float(base.loss))
     scale = max(float(np.max(np.abs(g))) for g in base.grads.values())
     eps = float(np.finfo(np.float64).eps)
@@ -92,8 +91,9 @@ def _side(impl, role, spec64, w64, X, y, masks, coordinate_wise: bool, rng, note
 def finite_differences(impls: dict, spec, weights, X, y, masks, max_coords: int = 400):
     """``impls``: role -> implementation (those that can run this section)."""
     spec64 = replace(spec, dtype="float64", weights_file=None)
-    w64 = {k: np.asarray(v, dtype=np.float64) for k, v in weights.items()}
-    X64, m64 = np.asarray(X, dtype=np.float64), None if masks is None else [np.asarray(m, np.float64) for m in masks]
+    w64, X64, y, m64 = readonly_inputs({k: np.asarray(v, dtype=np.float64) for k, v in weights.items()},
+                                       np.asarray(X, dtype=np.float64), y,
+                                       None if masks is None else [np.asarray(m, np.float64) for m in masks])
     total = sum(w.size for w in w64.values())
     coordinate_wise = total <= max_coords
     checks, notes = [], []

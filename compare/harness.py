@@ -23,7 +23,7 @@ import numpy as np
 from .data import Split, check_fits, load_split
 from .finite_differences import finite_differences
 from .passes import forward_and_gradients
-from .protocol import Data, readonly
+from .protocol import Data, readonly_inputs
 from .registry import attributed, load
 from .results import CheckResult, not_available, overall
 from .schedule import MaskSource
@@ -74,8 +74,7 @@ def _check(cand, ref, spec, data, say, keep=None):
     if miss:
         fwd, grad = not_available("forward", miss), not_available("gradients", miss)
     else:
-        fwd, grad = forward_and_gradients(cand, ref, spec, {k: readonly(v) for k, v in weights.items()}, readonly(X),
-                                          readonly(y), None if step0 is None else [readonly(m) for m in step0])
+        fwd, grad = forward_and_gradients(cand, ref, spec, *readonly_inputs(weights, X, y, step0))
     say("finite differences")
     can_fd = {r: i for r, i in impls.items() if "finite_differences" not in i.unavailable(spec)}
     fd = (finite_differences(can_fd, spec, weights, X, y, step0) if can_fd

@@ -7,12 +7,12 @@ from __future__ import annotations
 import numpy as np
 
 from . import tolerances as tol
-from .lockstep import Lockstep
 from .protocol import Data
 
 
-def zero_recorder(lock: Lockstep, role: str):
-    """A gradient hook that changes nothing and hands the rendezvous which entries are exactly zero."""
+def zero_recorder(lock, role: str):
+    """A gradient hook that changes nothing and hands the rendezvous (lockstep.Lockstep or Sequential)
+    which entries are exactly zero."""
     def hook(step, grads):
         lock.put_zeros(role, step, {k: np.asarray(g) == 0 for k, g in grads.items()})
         return grads

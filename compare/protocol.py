@@ -27,7 +27,7 @@ Conventions (the contract; docs/porting.md walks through them):
   backward).  Finite differences evaluate the loss hundreds of times and use it when present (after
   checking that it equals ``forward_backward(...).loss`` at the start); without it they take
   ``forward_backward(...).loss``, which gives the same numbers more slowly.
-- Inputs are not to be changed: ``forward_backward`` and ``loss`` get read-only views of the
+- Inputs are not to be changed: ``forward_backward`` and ``forward_loss`` get read-only views of the
   weights, the batch and the masks, ``train`` read-only data; ``train``'s weights are the run's own
   copy (a port may update them in place).
 - Early stopping (``spec.patience``): stop after ``patience`` epochs without a lower validation
@@ -112,3 +112,9 @@ def readonly(a) -> np.ndarray:
     v = np.asarray(a).view()
     v.flags.writeable = False
     return v
+
+
+def readonly_inputs(weights, X, y, masks) -> tuple:
+    """(weights, X, y, masks) of one pass as read-only views (masks may be None)."""
+    return ({k: readonly(v) for k, v in weights.items()}, readonly(X), readonly(y),
+            None if masks is None else [readonly(m) for m in masks])
