@@ -18,6 +18,8 @@ import numpy as np
 from . import tolerances as tol
 
 DEPTH = 2  # how many steps a run may be ahead of the last compared step
+# The pairs a trajectory compares: each run -> the run it is measured against.
+PAIRED = {"candidate": "reference", "noise candidate": "candidate", "noise reference": "reference"}
 
 
 def flat(w: dict, names) -> np.ndarray:
@@ -183,8 +185,7 @@ class Sequential:
 
     def arrive(self, role, step, weights_flat, loss):
         slots = {role: (weights_flat, loss)}
-        partner = {"candidate": "reference", "noise candidate": "candidate",
-                   "noise reference": "reference"}.get(role)
+        partner = PAIRED.get(role)
         if partner is not None and step < len(self.kept[partner]):
             slots[partner] = self.kept[partner][step]
         if role in self.kept:

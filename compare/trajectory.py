@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import tolerances as tol
-from .lockstep import SEQUENTIAL_BYTES, Lockstep, PairSummary, Sequential, flat, run_all, tensor_scales
+from .lockstep import PAIRED, SEQUENTIAL_BYTES, Lockstep, PairSummary, Sequential, flat, run_all, tensor_scales
 from .noise import noise_hook, nudge, terms_scale, zero_recorder
 from .protocol import Data, TrainResult, readonly
 from .results import Section, TensorCheck, check_tensor, section
@@ -132,7 +132,7 @@ def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSourc
             record[step + 1, 0], record[step + 1, 1] = slots["candidate"][0], slots["reference"][0]
         scales = {}  # role -> tensor_scales of its weights: the reference's serves two pairs
         for key, summary in pairs.items():
-            a, b = (("candidate", "reference") if key == "candidate" else (key, key.split()[1]))
+            a, b = key, PAIRED[key]
             if a in slots and b in slots and len(summary.rel["loss"]) == step + 1:
                 if b not in scales:
                     scales[b] = tensor_scales(slots[b][0], offs)
