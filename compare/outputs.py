@@ -135,12 +135,21 @@ def _probe_folder(folder: str, option: str, path: str) -> None:
     if not os.path.isdir(folder):
         what = "does not exist" if not os.path.exists(folder) else "is not a folder"
         raise OutputError(f"{option} {path!r} cannot be written: folder {folder!r} {what}")
+    why = cannot_create_in(folder)
+    if why is not None:
+        raise OutputError(f"{option} {path!r} cannot be written: folder {folder!r}: {why}")
+
+
+def cannot_create_in(folder) -> str | None:
+    """Why nothing can be created in ``folder`` (the OS's reason), or None: a temp file made and removed,
+    the only sure test (os.access says yes to root even where nothing can be created: /proc, /sys)."""
     try:
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=".compare-probe.", suffix=".tmp")
         os.close(fd)
         os.unlink(tmp)
     except OSError as e:
-        raise OutputError(f"{option} {path!r} cannot be written: folder {folder!r}: {e.strerror}") from None
+        return e.strerror
+    return None
 
 
 # ---- internal errors -------------------------------------------------------------------------------

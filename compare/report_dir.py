@@ -21,7 +21,7 @@ import tempfile
 import threading
 from pathlib import Path
 
-from .outputs import OutputError
+from .outputs import OutputError, cannot_create_in
 
 REPORT_FILES = frozenset({
     "report.md", "report.html", "results.json", "loss.png", "errors.png", "divergence.png", "confusion.png",
@@ -79,11 +79,10 @@ class ReportDir:
             ancestor = ancestor.parent
         if not ancestor.is_dir():
             raise OutputError(f"{option} {given!r} cannot be created: {str(ancestor)!r} is not a folder")
-        try:  # a real probe: os.access says yes to root even where nothing can be created (/proc, /sys)
-            os.rmdir(tempfile.mkdtemp(dir=ancestor, prefix=".compare-probe."))
-        except OSError as e:
+        why = cannot_create_in(ancestor)
+        if why is not None:
             raise OutputError(f"{option} {given!r} cannot be written: the report is built beside it, and folder "
-                              f"{str(ancestor)!r} is not writable ({e.strerror})") from None
+                              f"{str(ancestor)!r} is not writable ({why})")
 
     def __fspath__(self) -> str:
         return str(self.path)
