@@ -1,13 +1,23 @@
 """The rendezvous of the trajectory's runs (compare/lockstep.py): every step compared once, in order,
 with every run still going; no run more than DEPTH steps ahead of the comparison; runs that end
 early, and a comparison that fails, stop nobody else and hang nothing."""
+import os
+import signal
 import threading
 import time
 
 import numpy as np
 import pytest
+from test_protocol import HandsNoLoss, IgnoresTheHook
 
-from compare.lockstep import DEPTH, Lockstep, PairSummary, run_all, tensor_scales
+import compare.trajectory as T
+from compare import Spec
+from compare.data import iris_split, load_split
+from compare.harness import data_for, initial_weights, resolve
+from compare.lockstep import DEPTH, SEQUENTIAL_BYTES, Lockstep, PairSummary, run_all, tensor_scales
+from compare.schedule import epoch_orders
+from compare.trajectory import training_job, trajectory
+from manual.adapter import ManualImplementation
 
 
 def _runs(lock, lengths, delays, ahead):
@@ -77,11 +87,7 @@ def test_an_interrupt_stops_every_run_and_waits_for_them_before_it_goes_on():
     """Ctrl-C during the trajectory: the runs stop at their next step and are waited for, so that the
     interpreter never exits under a thread that is inside torch (it aborted: 'terminate called
     without an active exception', exit 134)."""
-    import os
-    import signal
 
-    from compare import Spec
-    from manual.adapter import ManualImplementation
 
     started = threading.Event()
 
@@ -93,9 +99,6 @@ def test_an_interrupt_stops_every_run_and_waits_for_them_before_it_goes_on():
                 on_step(s, w, loss)
             return super().train(spec, weights, data, order, masks, grad_hook, step)
 
-    from compare.data import iris_split
-    from compare.harness import data_for, initial_weights, resolve
-    from compare.trajectory import trajectory
 
     spec = Spec(epochs=100000)
     threading.Thread(target=lambda: (started.wait(60), os.kill(os.getpid(), signal.SIGINT)), daemon=True).start()
@@ -110,12 +113,6 @@ def test_an_interrupt_stops_every_run_and_waits_for_them_before_it_goes_on():
 def test_a_run_that_fails_before_its_first_step_stops_nobody():
     """A run whose setup raises (a MemoryError copying the weights) must still tell the rendezvous it is
     done; the other run trains to the end and every step it hands in is compared."""
-    from compare import Spec
-    from compare.data import iris_split
-    from compare.harness import data_for, initial_weights
-    from compare.schedule import epoch_orders
-    from compare.trajectory import training_job
-    from manual.adapter import ManualImplementation
 
     class Unreadable(dict):
         def items(self):
@@ -139,16 +136,11 @@ def test_a_run_that_fails_before_its_first_step_stops_nobody():
     assert seen == [["b"]] * 5
 
 
-class NoNoise:
+class NoNoise(ManualImplementation):
     """manual without noise runs (a port that cannot take a gradient hook)."""
 
-    def __new__(cls):
-        from manual.adapter import ManualImplementation
-
-        class _NoNoise(ManualImplementation):
-            def unavailable(self, spec):
-                return {"noise": "no gradient hook in this port"}
-        return _NoNoise()
+    def unavailable(self, spec):
+        return {"noise": "no gradient hook in this port"}
 
 
 MODE_CASES = {
@@ -166,10 +158,6 @@ MODE_CASES = {
 def test_runs_one_after_another_give_the_same_trajectory_as_runs_in_lockstep(case, tmp_path):
     """Small trajectories run their four runs one after another (lockstep.Sequential); every number the
     verdict rests on must be what the threaded lockstep gives, bit for bit, the kept trajectory file too."""
-    from compare import Spec
-    from compare.data import load_split
-    from compare.harness import data_for, initial_weights, resolve
-    from compare.trajectory import trajectory
 
     kw = dict(MODE_CASES[case])
     cand = kw.pop("candidate", None)
@@ -193,24 +181,13 @@ def test_runs_one_after_another_give_the_same_trajectory_as_runs_in_lockstep(cas
     assert a.judged_steps > 0
 
 
-def test_the_mode_is_chosen_by_what_keeping_two_runs_would_cost():
-    from compare import Spec
-    from compare.data import iris_split
-    from compare.harness import data_for, initial_weights, resolve
-    from compare.lockstep import SEQUENTIAL_BYTES
-    from compare.trajectory import trajectory
-
+def test_the_mode_is_chosen_by_what_keeping_two_runs_would_cost(monkeypatch):
     seen = []
+    monkeypatch.setattr(T, "Sequential", lambda compare, _real=T.Sequential: seen.append("sequential") or _real(compare))
     for spec in (Spec(epochs=3), Spec(hidden=(1000, 1000), epochs=20)):  # 51 params x 3 steps; 1M x 20
-        import compare.trajectory as T
-        real = T.Sequential
-        T.Sequential = lambda compare, _real=real: seen.append("sequential") or _real(compare)
-        try:
-            need = 2 * 20 * sum(v.size for v in initial_weights(spec).values()) * 9
-            trajectory(resolve("manual", "candidate"), resolve("torch", "reference"), spec, initial_weights(spec),
-                       data_for(spec, iris_split()))
-        finally:
-            T.Sequential = real
+        need = 2 * 20 * sum(v.size for v in initial_weights(spec).values()) * 9
+        trajectory(resolve("manual", "candidate"), resolve("torch", "reference"), spec, initial_weights(spec),
+                   data_for(spec, iris_split()))
     assert seen == ["sequential"] and need > SEQUENTIAL_BYTES
 
 
@@ -218,12 +195,7 @@ def test_the_mode_is_chosen_by_what_keeping_two_runs_would_cost():
 def test_ports_that_break_the_protocol_neither_hang_nor_pass_in_either_mode(mode):
     """A port that never calls the gradient hook: its noise run is a second run, nothing waits for its
     zeros.  A port that hands on_step no loss: the comparison fails and every run stops with it."""
-    from test_protocol import HandsNoLoss, IgnoresTheHook
 
-    from compare import Spec
-    from compare.data import iris_split
-    from compare.harness import data_for, initial_weights, resolve
-    from compare.trajectory import trajectory
 
     spec = Spec(epochs=5)
     w, d = initial_weights(spec), data_for(spec, iris_split())
