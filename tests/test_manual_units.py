@@ -12,6 +12,7 @@ from safetensors.numpy import save
 import manual
 from compare import Spec
 from compare.data import iris_split
+from compare.harness import data_for
 from compare.schedule import epoch_orders
 from compare.weights import initial_weights
 from manual import weights as mw
@@ -48,7 +49,7 @@ def test_the_adapter_passes_every_option_of_the_spec_to_the_trainer():
         w = initial_weights(spec)
         order = epoch_orders(120, spec.epochs, spec.batch_size, spec.seed)
         seen = []
-        res = ManualImplementation().train(spec, w, manual_data(d), order, None, None,
+        res = ManualImplementation().train(spec, w, data_for(spec, d), order, None, None,
                                            lambda s, ws, loss, seen=seen: seen.append(ws))
         net = manual.MLP.from_weights(w, spec.activation, gamma=spec.gamma)
         manual.train(net, d.X_train, d.y_train, epochs=spec.epochs, lr=spec.lr, optimizer=spec.optimizer,
@@ -57,14 +58,9 @@ def test_the_adapter_passes_every_option_of_the_spec_to_the_trainer():
         assert all(np.array_equal(res.final[k], seen[-1][k]) for k in w) and res.restored is None
     spec = Spec(hidden=(5,), epochs=0)
     w = initial_weights(spec)
-    res = ManualImplementation().train(spec, w, manual_data(d), np.zeros((0, 120), int), None, None,
+    res = ManualImplementation().train(spec, w, data_for(spec, d), np.zeros((0, 120), int), None, None,
                                        lambda *a: None)
     assert all(np.array_equal(res.final[k], w[k]) for k in w)
-
-
-def manual_data(d):
-    from compare.protocol import Data
-    return Data(d.X_train, d.y_train, d.X_test, d.y_test)
 
 
 def test_the_trainer_hands_the_gradient_hook_each_step_number():
