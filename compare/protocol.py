@@ -27,6 +27,9 @@ Conventions (the contract; docs/porting.md walks through them):
   backward).  Finite differences evaluate the loss hundreds of times and use it when present (after
   checking that it equals ``forward_backward(...).loss`` at the start); without it they take
   ``forward_backward(...).loss``, which gives the same numbers more slowly.
+- Optional: ``fork_safe = False`` on an implementation whose library cannot run in a forked child once
+  it has computed in the parent (JAX: its runtime is multithreaded).  The report's companion and the
+  lessons then run in this process instead of in forked workers.
 - Inputs are not to be changed: ``forward_backward`` and ``forward_loss`` get read-only views of the
   weights, the batch and the masks, ``train`` read-only data; ``train``'s weights are the run's own
   copy (a port may update them in place).
@@ -118,3 +121,8 @@ def readonly_inputs(weights, X, y, masks) -> tuple:
     """(weights, X, y, masks) of one pass as read-only views (masks may be None)."""
     return ({k: readonly(v) for k, v in weights.items()}, readonly(X), readonly(y),
             None if masks is None else [readonly(m) for m in masks])
+
+
+def fork_safe(*impls) -> bool:
+    """Whether every implementation may keep computing in a forked child (see ``fork_safe`` above)."""
+    return all(getattr(i, "fork_safe", True) for i in impls)

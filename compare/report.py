@@ -29,6 +29,7 @@ from manual.weights import atomic_write_bytes, save_weights
 from . import figures, report_data
 from . import harness as H
 from .data import load_split
+from .protocol import fork_safe
 from .registry import load
 from .report_data import ROLES, per_step, replay, slide_flowers, summary, test_split_predictions
 from .report_dir import ReportDir
@@ -109,7 +110,8 @@ class _Companion:
 
     def __init__(self, cand, ref, cspec: Spec):
         self.args, self.proc = (cand, ref, cspec), None
-        if sys.platform == "linux" and (os.cpu_count() or 1) > 1 and not os.environ.get("COMPARE_REPORT_NO_FORK"):
+        if (sys.platform == "linux" and (os.cpu_count() or 1) > 1 and not os.environ.get("COMPARE_REPORT_NO_FORK")
+                and fork_safe(cand, ref)):
             ctx = mp.get_context("fork")
             self.conn, child = ctx.Pipe(duplex=False)
             self.proc = ctx.Process(target=_companion_child, args=(*self.args, child), daemon=True)

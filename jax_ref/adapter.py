@@ -42,6 +42,8 @@ def _np(x, dtype):
 class JaxImplementation:
     """Registered as ``jax`` (pyproject.toml entry points); ``jax:gpu:0`` for a GPU."""
 
+    fork_safe = False  # XLA's runtime threads: a forked child that computes after the parent did deadlocks
+
     def __init__(self, option: str | None = None):
         self.device = _device(option)
         self.name = "jax" if option is None else f"jax:{option}"

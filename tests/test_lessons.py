@@ -6,6 +6,7 @@ import json
 import os
 import re
 import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -158,3 +159,27 @@ def test_the_html_renders_with_its_figures_in_headless_chromium(quick, tmp_path)
     page = np.all(np.abs(px - [0x22, 0xAA, 0x77]) <= 30, axis=-1) | np.all(np.abs(px - [0x22, 0x66, 0x44]) <= 40, axis=-1)
     colour = int((saturated & ~page).sum())
     assert colour > 5000, f"only {colour} coloured pixels besides the page's own: the embedded figures did not render"
+
+
+def test_an_implementation_that_cannot_fork_runs_the_lessons_in_this_process(monkeypatch):
+    """JAX declares fork_safe = False: forked workers deadlocked in XLA once the parent had run it (the
+    README's `lessons --candidate jax` hung).  Then the lessons run here; with manual and torch they fork."""
+    from compare.lessons import runner
+    from compare.registry import load
+
+    class Forked(Exception):
+        pass
+
+    def pool(*a, **k):
+        raise Forked
+
+    monkeypatch.setattr(runner, "ProcessPoolExecutor", pool)
+    monkeypatch.setattr(runner, "warm_up", lambda cand, ref: None)
+    monkeypatch.setattr(runner, "run_lesson", lambda key, cand, ref, cfg, names: ({"key": key}, b""))
+    lessons, _ = runner.run_all(["activations", "lr"], load("jax", "candidate"), load("torch", "reference"), None,
+                                ("jax", "torch"))
+    assert [les["key"] for les in lessons] == ["activations", "lr"]
+    if sys.platform == "linux" and (os.cpu_count() or 1) > 1 and not os.environ.get("COMPARE_LESSONS_NO_FORK"):
+        with pytest.raises(Forked):
+            runner.run_all(["activations", "lr"], load("manual", "candidate"), load("torch", "reference"), None,
+                           ("manual", "torch"))

@@ -286,3 +286,13 @@ def test_a_long_test_split_is_tabled_in_part_and_says_where_the_rest_is(tmp_path
     assert len(rows) == 30 and rows[0].startswith(f"| 0 | {r['test']['rows'][0]} | ")
     assert f"The first 30 of {n} test rows; {n - 30} left out here" in table and "results.json holds every row" in table
     capsys.readouterr()
+
+
+def test_the_companion_is_not_forked_from_an_implementation_that_cannot_fork():
+    from compare import Spec
+    from compare.registry import load
+    from compare.report import _Companion
+
+    job = _Companion(load("jax", "candidate"), load("torch", "reference"), Spec(epochs=1, dtype="float32"))
+    assert job.proc is None  # computed in this process on result()
+    assert job.result().section.verdict == "agree"

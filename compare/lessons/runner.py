@@ -8,6 +8,7 @@ import sys
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
 from ..harness import one_torch_thread
+from ..protocol import fork_safe
 from . import LESSONS
 from .common import agreement, jsonable
 from .figures import FIGURES
@@ -52,7 +53,7 @@ def run_all(keys, cand, ref, cfg, names, progress=None) -> tuple[list[dict], dic
     done: dict[str, tuple[dict, bytes]] = {}
     tick = progress or (lambda key: None)
     parallel = (sys.platform == "linux" and (os.cpu_count() or 1) > 1 and len(keys) > 1
-                and not os.environ.get("COMPARE_LESSONS_NO_FORK"))
+                and not os.environ.get("COMPARE_LESSONS_NO_FORK") and fork_safe(cand, ref))
     if parallel:
         warm_up(cand, ref)
         _FORKED.update(cand=cand, ref=ref)
