@@ -27,9 +27,9 @@ Conventions (the contract; docs/porting.md walks through them):
   backward).  Finite differences evaluate the loss hundreds of times and use it when present (after
   checking that it equals ``forward_backward(...).loss`` at the start); without it they take
   ``forward_backward(...).loss``, which gives the same numbers more slowly.
-- Optional: ``fork_safe = False`` on an implementation whose library cannot run in a forked child once
-  it has computed in the parent (JAX: its runtime is multithreaded).  The report's companion and the
-  lessons then run in this process instead of in forked workers.
+- Optional: ``fork_safe = False`` on an implementation whose library cannot run in a forked child
+  once it has computed in the parent (a runtime that keeps its own threads).  The report's companion
+  and the lessons then run in this process instead of in forked workers.
 - Inputs are not to be changed: ``forward_backward`` and ``forward_loss`` get read-only views of the
   weights, the batch and the masks, ``train`` read-only data; ``train``'s weights are the run's own
   copy (a port may update them in place).
