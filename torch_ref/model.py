@@ -108,9 +108,9 @@ def from_shared(weights: Mapping[str, np.ndarray], activation="sigmoid", output=
                                         for l in range(1, L + 1)]
     if -1 in sizes:
         raise ValueError(f"shared weights must be named W1..W{L}, got {sorted(weights)}")
-    dtype = torch.from_numpy(np.zeros(0, dtype=next(iter(dtypes)))).dtype
-    model = MLP(sizes, activation, output, dropout, gamma).to(dtype)
-    model.load_state_dict(shared_to_state_dict(weights, model))
+    with torch.device("meta"):  # shapes only: the random initialisation would be overwritten at once
+        model = MLP(sizes, activation, output, dropout, gamma)
+    model.load_state_dict(shared_to_state_dict(weights, model), assign=True)  # dtype follows the weights
     return model.to(device)
 
 
