@@ -71,7 +71,7 @@ class Probe:
 def _apply_grad_hook(model: MLP, hook, step: int) -> None:
     named = dict(model.named_parameters())
     params = {k: named[v] for k, v in weight_map(len(model.sizes) - 1).items()}
-    new = hook(step, {k: p.grad.detach().cpu().numpy().copy() for k, p in params.items()})
+    new = hook(step, {k: p.grad.detach().cpu().numpy() for k, p in params.items()})  # views on the CPU
     with torch.no_grad():
         for k, p in params.items():
             p.grad.copy_(torch.as_tensor(np.asarray(new[k]), device=p.grad.device))
