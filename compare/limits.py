@@ -26,7 +26,7 @@ from .lockstep import SEQUENTIAL_BYTES
 SEED_MAX = 2**64 - 1      # torch.Generator.manual_seed takes up to 2**64 - 1; numpy any integer >= 0
 MEMORY_FRACTION = 0.5     # refuse a run estimated above this fraction of physical memory
 TRAJECTORY_RUNS = 4        # the candidate, the reference and their noise runs, in memory at once (lockstep.py)
-# The trajectory keeps per step, per tensor, summaries only (lockstep.PairSummary): three relative
+# The trajectory keeps per step, per tensor, summaries only (step_summary.PairSummary): three relative
 # errors as Python floats and the worst entry's index and values: 344 bytes per step and tensor
 # (tracemalloc, 10,000 steps of the 4-6-3 net), rounded up.
 STEP_RECORD_BYTES = 400

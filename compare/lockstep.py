@@ -15,8 +15,6 @@ import threading
 
 import numpy as np
 
-from . import tolerances as tol
-
 DEPTH = 2  # how many steps a run may be ahead of the last compared step
 # The pairs a trajectory compares: each run -> the run it is measured against.
 PAIRED = {"candidate": "reference", "noise candidate": "candidate", "noise reference": "reference"}
@@ -26,61 +24,15 @@ def flat(w: dict, names) -> np.ndarray:
     return np.concatenate([np.asarray(w[k], dtype=np.float64).reshape(-1) for k in names])
 
 
-def tensor_scales(B: np.ndarray, offs: dict) -> dict:
-    """name -> max |b| over the finite entries of that tensor of the flat vector ``B`` (one pass over
-    B; shared by every pair that measures against B at a step)."""
+def common_zeros(masks: list, names) -> dict:
+    """name -> the entries zero in every one of ``masks`` (each name -> bool array, or None for no
+    zero entry); None where they share none."""
     out = {}
-    for k, (s, e, _) in offs.items():
-        m = float(np.max(np.abs(B[s:e]), initial=0.0))
-        if not np.isfinite(m):
-            b = B[s:e]
-            m = float(np.max(np.abs(b[np.isfinite(b)]), initial=0.0))
-        out[k] = m
+    for k in names:
+        ms = [m[k] for m in masks]
+        z = None if any(m is None for m in ms) else np.logical_and.reduce(ms)
+        out[k] = z if z is not None and z.any() else None
     return out
-
-
-class PairSummary:
-    """Per step, ``a`` against ``b``: relative error per tensor (and the loss, normwise over the steps
-    so far), and where ``worst`` is asked, the worst entry's index, both values and the max-abs."""
-
-    def __init__(self, offs, dtype, worst: bool, input_scale: float = 1.0):
-        self.offs, self.floor_rel, self.keep_worst = offs, tol.GROUP_FLOOR[str(np.dtype(dtype))], worst
-        self.abs_floor = tol.PARAM_FLOOR[str(np.dtype(dtype))] / max(1.0, input_scale)  # see tolerances.py
-        self.rel = {k: [0.0] for k in [*offs, "loss"]}
-        self.worst = {k: [([], None, None, 0.0)] for k in offs}
-        self.loss_scale = 0.0
-        self.buf = None
-
-    def add(self, A, B, loss_a, loss_b, scales: dict | None = None):
-        """``scales``: tensor_scales(B), when the caller has it already."""
-        scales = scales if scales is not None else tensor_scales(B, self.offs)
-        if self.buf is None or self.buf.shape != A.shape:
-            self.buf = np.empty(A.shape, dtype=np.float64)
-        d = self.buf
-        with np.errstate(invalid="ignore", over="ignore"):
-            np.subtract(A, B, out=d)
-            np.abs(d, out=d)
-            floor = max(self.floor_rel * max(scales.values(), default=0.0), self.abs_floor)
-            for k, (s, e, shape) in self.offs.items():
-                dk = d[s:e]
-                dm = float(np.max(dk, initial=0.0))
-                finite = np.isfinite(dm)   # a NaN or Inf anywhere in a, b or a - b shows in the max
-                r = (0.0 if dm == 0 else dm / max(scales[k], floor)) if finite else np.inf
-                self.rel[k].append(r)
-                if self.keep_worst:
-                    if not finite:
-                        dk = np.where(np.isfinite(dk), dk, np.inf)
-                    i = int(np.argmax(dk)) if dk.size else 0
-                    idx = [int(x) for x in np.unravel_index(i, shape)] if dk.size else []
-                    self.worst[k].append((idx, float(A[s + i]) if dk.size else None,
-                                          float(B[s + i]) if dk.size else None, float(np.max(dk, initial=0.0))))
-            if np.isfinite(loss_b):
-                self.loss_scale = max(self.loss_scale, abs(loss_b))
-            r = 0.0 if loss_a == loss_b else abs(loss_a - loss_b) / self.loss_scale if self.loss_scale else np.inf
-            self.rel["loss"].append(float(r) if np.isfinite(r) else np.inf)
-
-    def arrays(self) -> dict:
-        return {k: np.asarray(v, dtype=np.float64) for k, v in self.rel.items()}
 
 
 class Lockstep:
@@ -159,7 +111,7 @@ class Lockstep:
         with self.cv:
             self.cv.wait_for(lambda: self.error is not None or all(settled(r) for r in of_roles))
             got = [self.zeros[step][r] for r in of_roles if r in self.zeros.get(step, {})]
-        return {k: np.logical_and.reduce([z[k] for z in got]) for k in own} if got else own
+        return common_zeros(got, own) if got else own
 
 
 # Trajectories whose two real runs' flat weights and zero masks for every step fit in this many bytes run
@@ -207,7 +159,7 @@ class Sequential:
 
     def structural(self, step, of_roles, own):
         got = [self.zeros[r][step] for r in of_roles if step in self.zeros.get(r, {})]
-        return {k: np.logical_and.reduce([z[k] for z in got]) for k in own} if got else own
+        return common_zeros(got, own) if got else own
 
     def run(self, jobs: dict) -> dict:
         """Each job in ORDER, in this thread; role -> result, or the exception it raised."""

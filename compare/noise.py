@@ -10,11 +10,20 @@ from . import tolerances as tol
 from .protocol import Data
 
 
+def zero_masks(grads: dict) -> dict:
+    """name -> which entries of that gradient are exactly zero (None where none is)."""
+    out = {}
+    for k, g in grads.items():
+        z = np.asarray(g) == 0
+        out[k] = z if z.any() else None
+    return out
+
+
 def zero_recorder(lock, role: str):
     """A gradient hook that changes nothing and hands the rendezvous (lockstep.Lockstep or Sequential)
     which entries are exactly zero."""
     def hook(step, grads):
-        lock.put_zeros(role, step, {k: np.asarray(g) == 0 for k, g in grads.items()})
+        lock.put_zeros(role, step, zero_masks(grads))
         return grads
     return hook
 
@@ -46,22 +55,22 @@ def noise_hook(seed: int, side: int, structural, terms: dict | None = None):
 
     def hook(step, grads):
         out = {}
-        keep = structural(step, {k: np.asarray(g) == 0 for k, g in grads.items()})
+        keep = structural(step, zero_masks(grads))
         for k, g in grads.items():
             g = np.asarray(g)
-            g64 = np.asarray(g, dtype=np.float64)
-            moved = np.abs(g64)
+            moved = np.abs(g, dtype=np.float64)
             scale = float(np.max(moved, initial=0.0))
             if scale < tol.GROUP_FLOOR["float64"] * terms.get(k, 0.0):  # the whole tensor is cancellation residue
                 scale = terms[k]
-            moved += scale
-            moved *= tol.NOISE_REL * float(np.finfo(g.dtype).eps)       # the size, NOISE_REL eps (|g| + S)
-            u = rng.random(g.shape)
-            u *= 2
-            u -= 1                                                     # uniform in [-1, 1)
+            moved += scale                                             # |g| + S
+            size = tol.NOISE_REL * float(np.finfo(g.dtype).eps)
+            u = rng.random(g.shape, dtype=np.float32)
+            u *= 2 * size
+            u -= size                                                  # uniform in [-NOISE_REL eps, NOISE_REL eps)
             moved *= u
-            moved += g64
-            np.copyto(moved, g64, where=keep[k])
+            moved += g
+            if keep[k] is not None:
+                np.copyto(moved, g, where=keep[k])
             out[k] = moved.astype(g.dtype, copy=False)
         return out
     return hook

@@ -15,11 +15,12 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import tolerances as tol
-from .lockstep import PAIRED, SEQUENTIAL_BYTES, Lockstep, PairSummary, Sequential, flat, run_all, tensor_scales
+from .lockstep import PAIRED, SEQUENTIAL_BYTES, Lockstep, Sequential, flat, run_all
 from .noise import noise_hook, nudge, terms_scale, zero_recorder
 from .protocol import Data, TrainResult, readonly
 from .results import Section, TensorCheck, check_tensor, section
 from .schedule import MaskSource, batches, epoch_orders
+from .step_summary import PairSummary, compare_step, segment_starts
 from .vocabulary import param_names
 
 
@@ -126,17 +127,14 @@ def trajectory(candidate, reference, spec, weights, data: Data, masks: MaskSourc
     noise_start = {r: nudge(weights, spec.seed, side) for side, r in enumerate(roles) if r in can_noise}
     terms = {r: terms_scale(roles[r], spec, weights, data) for r in can_noise}  # before any thread starts
     record = keep_file(keep, order, spec.batch_size, flat(weights, names)) if keep else None
+    starts = segment_starts(offs)
 
     def compare(step, slots):  # a pair's rows stop at the first step where one of its runs has ended
         if record is not None and "candidate" in slots and "reference" in slots:
             record[step + 1, 0], record[step + 1, 1] = slots["candidate"][0], slots["reference"][0]
-        scales = {}  # role -> tensor_scales of its weights: the reference's serves two pairs
-        for key, summary in pairs.items():
-            a, b = key, PAIRED[key]
-            if a in slots and b in slots and len(summary.rel["loss"]) == step + 1:
-                if b not in scales:
-                    scales[b] = tensor_scales(slots[b][0], offs)
-                summary.add(slots[a][0], slots[b][0], slots[a][1], slots[b][1], scales[b])
+        going = {k: p for k, p in pairs.items() if len(p.rel["loss"]) == step + 1}
+        compare_step({r: v for r, (v, _) in slots.items()}, {r: loss for r, (_, loss) in slots.items()}, going,
+                     PAIRED, offs, starts)
 
     n_steps = order.shape[0] * len(range(0, n_train, spec.batch_size or n_train))
     if mode is None:

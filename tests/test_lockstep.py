@@ -14,8 +14,9 @@ import compare.trajectory as T
 from compare import Spec
 from compare.data import iris_split, load_split
 from compare.harness import data_for, initial_weights, resolve
-from compare.lockstep import DEPTH, SEQUENTIAL_BYTES, Lockstep, PairSummary, run_all, tensor_scales
+from compare.lockstep import DEPTH, SEQUENTIAL_BYTES, Lockstep, run_all
 from compare.schedule import epoch_orders
+from compare.step_summary import PairSummary, tensor_scales
 from compare.trajectory import training_job, trajectory
 from manual.adapter import ManualImplementation
 
