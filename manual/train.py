@@ -137,7 +137,8 @@ def _loop(net, X, y, Y, order, B, opt, dropout, masks, X_val, y_val, patience, c
             if grad_hook is not None:
                 new = grad_hook(step, dict(zip(net.names, grads, strict=True)))
                 for name, g in zip(net.names, grads, strict=True):
-                    g[...] = new[name]
+                    if new[name] is not g:
+                        g[...] = new[name]
             opt.step(grads)
             hist.loss.append(loss)
             hist.schedule.append(idx.tolist())

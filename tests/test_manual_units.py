@@ -71,6 +71,24 @@ def test_the_trainer_hands_the_gradient_hook_each_step_number():
     assert steps == [(s, ["W1", "W2", "b1", "b2"]) for s in range(4)]
 
 
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_the_trainer_steps_with_the_gradients_the_hook_returns(in_place):
+    """New arrays are copied in; arrays changed in place and handed back are used as they are."""
+    d = iris_split()
+    w = manual.init_weights([4, 5, 3], seed=1)
+    net = manual.MLP.from_weights(w)
+
+    def zero(s, g):
+        if in_place:
+            for v in g.values():
+                v[...] = 0
+            return g
+        return {k: np.zeros_like(v) for k, v in g.items()}
+
+    manual.train(net, d.X_train, d.y_train, epochs=2, lr=0.1, batch_size=60, grad_hook=zero)
+    assert all(np.array_equal(v, w[k]) for k, v in net.weights().items())
+
 # ---- messages and names -----------------------------------------------------------------------
 def test_a_named_activation_keeps_its_name():
     assert hidden_activation("elu", 0.5).name == "elu" and hidden_activation("leaky_relu", 0.2).name == "leaky_relu"

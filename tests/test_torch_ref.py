@@ -73,6 +73,27 @@ def test_normal_use_training_uses_torch_rng_and_is_seeded():
     assert any(isinstance(m, torch.nn.Dropout) for m in model.modules())
 
 
+
+@pytest.mark.parametrize("in_place", [False, True])
+def test_training_steps_with_the_gradients_the_hook_returns(in_place):
+    """New arrays are copied into p.grad; arrays changed in place and handed back are p.grad already."""
+    from compare.data import iris_split
+
+    s = iris_split()
+    w = manual.init_weights([4, 5, 3], seed=1)
+    model = torch_ref.from_shared(w)
+
+    def zero(step, g):
+        if in_place:
+            for v in g.values():
+                v[...] = 0
+            return g
+        return {k: np.zeros_like(v) for k, v in g.items()}
+
+    torch_ref.train(model, torch.from_numpy(s.X_train), torch.from_numpy(s.y_train), loss="cross_entropy", epochs=2,
+                    lr=0.1, batch_size=60, grad_hook=zero)
+    assert all(np.array_equal(v, w[k]) for k, v in torch_ref.state_dict_to_shared(model).items())
+
 def test_torch_ref_never_imports_manual():
     for path in (ROOT / "torch_ref").glob("*.py"):
         tree = ast.parse(path.read_text())

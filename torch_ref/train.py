@@ -71,10 +71,12 @@ class Probe:
 def _apply_grad_hook(model: MLP, hook, step: int) -> None:
     named = dict(model.named_parameters())
     params = {k: named[v] for k, v in weight_map(len(model.sizes) - 1).items()}
-    new = hook(step, {k: p.grad.detach().cpu().numpy() for k, p in params.items()})  # views on the CPU
+    given = {k: p.grad.detach().cpu().numpy() for k, p in params.items()}  # views of p.grad on the CPU
+    new = hook(step, given)
     with torch.no_grad():
         for k, p in params.items():
-            p.grad.copy_(torch.as_tensor(np.asarray(new[k]), device=p.grad.device))
+            if new[k] is not given[k] or p.grad.device.type != "cpu":  # else p.grad holds it already
+                p.grad.copy_(torch.as_tensor(np.asarray(new[k]), device=p.grad.device))
 
 
 def accuracy(model: MLP, X: torch.Tensor, y: torch.Tensor) -> float:
