@@ -24,11 +24,11 @@ def flat(w: dict, names) -> np.ndarray:
     return np.concatenate([np.asarray(w[k], dtype=np.float64).reshape(-1) for k in names])
 
 
-def common_zeros(masks: list, names) -> dict:
+def common_zeros(masks: list) -> dict:
     """name -> the entries zero in every one of ``masks`` (each name -> bool array, or None for no
     zero entry); None where they share none."""
     out = {}
-    for k in names:
+    for k in masks[0]:
         ms = [m[k] for m in masks]
         z = None if any(m is None for m in ms) else np.logical_and.reduce(ms)
         out[k] = z if z is not None and z.any() else None
@@ -103,7 +103,8 @@ class Lockstep:
             self.cv.notify_all()
 
     def structural(self, step, of_roles, own):
-        """Entries zero at ``step`` in every run of ``of_roles`` still going (waits for them)."""
+        """Entries zero at ``step`` in every run of ``of_roles`` still going (waits for them); ``own()``,
+        the asking run's own zeros, where none of them is going."""
         def settled(r):  # r gave its zeros for this step, or can no longer (done, or past its hook: a run
             return (r in self.zeros.get(step, {}) or r in self.done  # that ignores grad_hook must not hang us)
                     or r in self.slots.get(step, {}) or self.completed >= step)
@@ -111,7 +112,7 @@ class Lockstep:
         with self.cv:
             self.cv.wait_for(lambda: self.error is not None or all(settled(r) for r in of_roles))
             got = [self.zeros[step][r] for r in of_roles if r in self.zeros.get(step, {})]
-        return common_zeros(got, own) if got else own
+        return common_zeros(got) if got else own()
 
 
 # Trajectories whose two real runs' flat weights and zero masks for every step fit in this many bytes run
@@ -159,7 +160,7 @@ class Sequential:
 
     def structural(self, step, of_roles, own):
         got = [self.zeros[r][step] for r in of_roles if step in self.zeros.get(r, {})]
-        return common_zeros(got, own) if got else own
+        return common_zeros(got) if got else own()
 
     def run(self, jobs: dict) -> dict:
         """Each job in ORDER, in this thread; role -> result, or the exception it raised."""

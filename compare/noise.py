@@ -44,10 +44,10 @@ def terms_scale(impl, spec, weights, data: Data) -> dict:
 
 
 def noise_hook(seed: int, side: int, structural, terms: dict | None = None):
-    """The gradient hook of a noise run: every entry g of a tensor G moved by u NOISE_REL eps
-    (|g| + S), u uniform in [-1, 1], S = max|G| over every gradient tensor, except structural zeros:
-    ``structural(step, own_zeros)`` gives the entries exactly zero at that step in both
-    implementations' runs (a dead ReLU unit, a dropped unit), which stay zero (tolerances.py).
+    """The gradient hook of a noise run: every entry g of a gradient tensor G moved by u NOISE_REL eps
+    (|g| + S), u uniform in [-1, 1), S = max|G|, except structural zeros: ``structural(step, own)``
+    gives the entries exactly zero at that step in both implementations' runs (a dead ReLU unit, a
+    dropped unit; ``own()``, this run's zeros, once neither is going), which stay zero (tolerances.py).
     A tensor whose entries are all below GROUP_FLOOR of the size of its terms (``terms``: every
     entry a cancellation residue, as with all-zero weights) has S = the terms' size instead."""
     rng = np.random.default_rng([seed, 4, side])
@@ -55,7 +55,7 @@ def noise_hook(seed: int, side: int, structural, terms: dict | None = None):
 
     def hook(step, grads):
         out = {}
-        keep = structural(step, zero_masks(grads))
+        keep = structural(step, lambda: zero_masks(grads))
         for k, g in grads.items():
             g = np.asarray(g)
             moved = np.abs(g, dtype=np.float64)
