@@ -107,6 +107,8 @@ def compare_step(vecs: dict, losses: dict, pairs: dict, partner: dict, offs: dic
     """Add one step to every pair whose two runs are in ``vecs`` (role -> flat weights of the step):
     ``pairs`` key -> PairSummary of ``vecs[key]`` against ``vecs[partner[key]]``."""
     live = [k for k in pairs if k in vecs and partner[k] in vecs]
+    if not live:
+        return
     against = sorted({partner[k] for k in live})
     n, T = next(iter(vecs.values())).size, len(offs)
     ends = np.append(starts[1:], n)
