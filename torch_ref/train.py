@@ -68,9 +68,13 @@ class Probe:
         self.close()
 
 
-def _apply_grad_hook(model: MLP, hook, step: int) -> None:
+def _shared_params(model: MLP) -> dict:
+    """Shared name -> the model's Parameter (WEIGHT_MAP's table)."""
     named = dict(model.named_parameters())
-    params = {k: named[v] for k, v in weight_map(len(model.sizes) - 1).items()}
+    return {k: named[v] for k, v in weight_map(len(model.sizes) - 1).items()}
+
+
+def _apply_grad_hook(params: dict, hook, step: int) -> None:
     given = {k: p.grad.detach().cpu().numpy() for k, p in params.items()}  # views of p.grad on the CPU
     new = hook(step, given)
     with torch.no_grad():
@@ -109,6 +113,7 @@ def train(model: MLP, X: torch.Tensor, y: torch.Tensor, *, loss: str, epochs: in
     criterion = loss_fn(loss)
     opt = make_optimizer(optimizer, model.parameters(), lr, momentum, weight_decay, betas, eps)
     probe = Probe(model) if masks is not None else None
+    hooked = _shared_params(model) if grad_hook is not None else None
     hist = {"loss": [], "train_accuracy": [], "val_accuracy": [], "epochs_run": 0, "best_epoch": None,
             "stopped_early": False, "restored_best": False, "best_state": None}
     best_err, since_best, step = math.inf, 0, 0
@@ -137,7 +142,7 @@ def train(model: MLP, X: torch.Tensor, y: torch.Tensor, *, loss: str, epochs: in
                                              f"lower the learning rate (lr={lr}) or standardise the inputs")
                 c.backward()
                 if grad_hook is not None:
-                    _apply_grad_hook(model, grad_hook, step)
+                    _apply_grad_hook(hooked, grad_hook, step)
                 opt.step()
                 hist["loss"].append(value)
                 if callback is not None:
