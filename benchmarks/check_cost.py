@@ -13,19 +13,20 @@ that process's own peak resident set (ru_maxrss; imports and code pages included
 - ``check``: ``compare.cli.main(["check", ...])``, exactly what ``python -m compare check`` runs, with
   timestamps added around the check's sections (the harness's progress callback) and inside the
   trajectory (per run: wall, thread CPU, time blocked in the lockstep rendezvous; the step-by-step
-  comparison; the noise runs' waits for the structural zeros), called twice: the first call is cold
-  (it pays every lazy initialisation, torch's first optimizer importing ``torch._dynamo`` among them,
-  as a user's one check does), the second is warm.  Reported: the process's wall time (imports and
-  both calls included), the time inside ``check()`` and its parts for each call, the peak RSS.
-- ``train``: one training run of each implementation alone, ``impl.train(spec, weights, data, order,
-  None, None, no-op)``, with the same spec, weights, data and order as the check, under the same
-  thread settings as the check (``harness.one_torch_thread``: one torch intra-op thread, one BLAS
-  thread).  Runs manual, torch, torch, manual and keeps each one's faster time.
+  comparison; the noise runs' waits for the structural zeros), called three times: the first call is
+  cold (it pays every lazy initialisation, torch's first optimizer importing ``torch._dynamo`` among
+  them, as a user's one check does); the faster of the other two is the warm figure.  Then, in the
+  same process, each implementation trains alone (``single_runs``: manual, torch, torch, manual, each
+  side's faster run kept), back to back with the checks it is divided into.
+- ``train``: the same single runs in a fresh process of their own: each side's first run there is the
+  cold figure, and the process's peak RSS is training's alone.
 
-The multiple compares like with like: **warm** = the warm check() / the slower implementation's warm
-single run; **cold** = the process's first check() / the slower side's first run in its process.  The
-two processes of a grid point run back to back so the machine's drift mostly cancels in the ratio;
-the load average seen before each process is recorded.
+A single run is ``impl.train(spec, weights, data, order, None, None, no-op)``, with the check's spec,
+weights, data and order and its thread settings (``harness.one_torch_thread``: one torch intra-op
+thread, one BLAS thread).  The multiple compares like with like: **warm** = the warm check() / the
+slower implementation's warm single run, both in the check's process; **cold** = the process's first
+check() / the slower side's first run in the train process.  The load average seen before each
+process is recorded.
 """
 from __future__ import annotations
 
@@ -113,13 +114,14 @@ def measure(pt: dict, tmp: str) -> dict:
     path = os.path.join(tmp, f"{pt['name']}-check.json")
     res["check"] = _spawn([sys.executable, HERE, "--worker", "check", spec, path], path)
     tr, ck = res["train"], res["check"]
-    if "manual_s" in tr and "check_s" in ck:
-        slower = max(tr["manual_s"], tr["torch_s"])
-        res["slower"] = "manual" if tr["manual_s"] >= tr["torch_s"] else "torch"
+    if "manual_s" in tr and "single" in ck:
+        one = ck["single"]           # warm single runs, measured in the check's process right after it
+        slower = max(one["manual_s"], one["torch_s"])
+        res["slower"] = "manual" if one["manual_s"] >= one["torch_s"] else "torch"
         res["slower_run_s"] = slower
         res["multiple"] = ck["warm"]["check_s"] / slower     # warm check / warm run
         res["multiple_cold"] = ck["check_s"] / max(tr["manual_cold_s"], tr["torch_cold_s"])  # first / first
-        res["multiple_cpu"] = ck["warm"]["check_cpu_s"] / max(tr["manual_cpu_s"], tr["torch_cpu_s"])
+        res["multiple_cpu"] = ck["warm"]["check_cpu_s"] / max(one["manual_cpu_s"], one["torch_cpu_s"])
     return res
 
 
@@ -130,7 +132,10 @@ def _spec(pt):
     return Spec(hidden=tuple(pt["hidden"]), epochs=pt["epochs"], batch_size=pt.get("batch"))
 
 
-def worker_train(pt: dict, path: str) -> None:
+def single_runs(pt: dict, names=("manual", "torch", "torch", "manual")) -> dict:
+    """Each of ``names`` trained alone, in turn, with the check's spec, weights, data and order and its
+    thread settings: ``impl.train(spec, weights, data, order, None, None, no-op)``.  Per side: the
+    faster of its runs (warm), its first run in this process (cold), the CPU seconds, every time."""
     from compare import harness
     from compare.data import load_split
     from compare.registry import load
@@ -145,19 +150,23 @@ def worker_train(pt: dict, path: str) -> None:
     cpu = {"manual": [], "torch": []}
     steps = {}
     with harness.one_torch_thread():
-        for name in ("manual", "torch", "torch", "manual"):
+        for name in names:
             t0, c0 = time.perf_counter(), time.process_time()
             r = impls[name].train(spec, weights, data, order, None, None, lambda *a: None)
             times[name].append(time.perf_counter() - t0)
             cpu[name].append(time.process_time() - c0)
             steps[name] = len(r.loss)
-    # warm: the faster of each side's two runs; cold: each side's first run in the process (torch's
-    # first training run pays its lazy initialisation, as a user's one run alone would)
+    return {"manual_s": min(times["manual"]), "torch_s": min(times["torch"]),
+            "manual_cold_s": times["manual"][0], "torch_cold_s": times["torch"][0],
+            "manual_cpu_s": min(cpu["manual"]), "torch_cpu_s": min(cpu["torch"]),
+            "times": times, "cpu": cpu, "steps_run": steps}
+
+
+def worker_train(pt: dict, path: str) -> None:
+    """The single runs in a process of their own: cold (torch's first training run pays its lazy
+    initialisation, as a user's one run alone would) and the peak RSS of training alone."""
     with open(path, "w") as f:
-        json.dump({"manual_s": min(times["manual"]), "torch_s": min(times["torch"]),
-                   "manual_cold_s": times["manual"][0], "torch_cold_s": times["torch"][0],
-                   "manual_cpu_s": min(cpu["manual"]), "torch_cpu_s": min(cpu["torch"]),
-                   "times": times, "cpu": cpu, "steps_run": steps}, f)
+        json.dump(single_runs(pt), f)
 
 
 def worker_check(pt: dict, path: str) -> None:
@@ -252,7 +261,10 @@ def worker_check(pt: dict, path: str) -> None:
                 "trajectory_profile": json.loads(json.dumps(prof))}
 
     out = once()                 # the process's first check: it pays every lazy initialisation, as a user's does
-    out["warm"] = once()         # the same check again in the same process: the warm figure
+    warm = [once(), once()]      # the same check twice more in this process: the faster is the warm figure
+    out["warm"] = min(warm, key=lambda w: w["check_s"])
+    out["warm_s"] = [w["check_s"] for w in warm]
+    out["single"] = single_runs(pt)   # then each side alone, back to back with the checks it is divided into
     with open(path, "w") as f:
         json.dump(out, f)
 
@@ -281,10 +293,10 @@ def table(run: dict) -> str:
             rows.append(f"| {r['name']} | {r['hidden']} | {r['params']:,} | {r['steps']:,} | failed: "
                         f"{ck.get('stderr_tail', '')[-80:]!r} |")
             continue
-        w = ck["warm"]
+        w, one = ck["warm"], ck["single"]
         sec = w["sections_s"]
         rows.append(f"| {r['name']} | {'-'.join(map(str, r['hidden']))} | {r['params']:,} | {r['steps']:,} "
-                    f"({r['epochs']}) | {tr['manual_s']:.2f} s | {tr['torch_s']:.2f} s | {w['check_s']:.2f} s | "
+                    f"({r['epochs']}) | {one['manual_s']:.2f} s | {one['torch_s']:.2f} s | {w['check_s']:.2f} s | "
                     f"{sec.get('finite differences', 0):.2f} s | {sec.get('trajectory', 0):.2f} s | "
                     f"{ck['check_s']:.2f} s | {tr['manual_cold_s']:.2f} s, {tr['torch_cold_s']:.2f} s | "
                     f"{ck['peak_rss_mb']:.0f} MB | **{r['multiple']:.1f}x** | **{r['multiple_cold']:.1f}x** |")
@@ -316,8 +328,8 @@ def figure(run: dict, path: str = FIGURE) -> None:
                  "s--", label="  of which finite differences (warm)")
         a.loglog(x, [r["check"]["warm"]["sections_s"].get("trajectory", float("nan")) for r in rows], "^--",
                  label="  of which trajectory, 4 runs (warm)")
-        a.loglog(x, [r["train"]["manual_s"] for r in rows], "x-", label="one run: manual (warm)")
-        a.loglog(x, [r["train"]["torch_s"] for r in rows], "+-", label="one run: torch (warm)")
+        a.loglog(x, [r["check"]["single"]["manual_s"] for r in rows], "x-", label="one run: manual (warm)")
+        a.loglog(x, [r["check"]["single"]["torch_s"] for r in rows], "+-", label="one run: torch (warm)")
         for r in rows:
             a.annotate(f"{r['multiple']:.1f}x ({r['multiple_cold']:.1f}x)", (r[key], r["check"]["warm"]["check_s"]),
                        textcoords="offset points", xytext=(4, 6), fontsize=9, fontweight="bold")
@@ -325,7 +337,7 @@ def figure(run: dict, path: str = FIGURE) -> None:
             for r in extra:
                 a.loglog([r[key]], [r["check"]["warm"]["check_s"]], "D", color="C3",
                          label=f"check() warm, {r['steps']:,} steps")
-                a.loglog([r[key]], [max(r["train"]["manual_s"], r["train"]["torch_s"])], "d", color="C3",
+                a.loglog([r[key]], [r["slower_run_s"]], "d", color="C3",
                          alpha=0.5, label=f"slower single run, {r['steps']:,} steps")
                 a.annotate(f"{r['multiple']:.1f}x ({r['multiple_cold']:.1f}x)", (r[key], r["check"]["warm"]["check_s"]),
                            textcoords="offset points", xytext=(-60, 6), fontsize=9, fontweight="bold", color="C3")
@@ -379,7 +391,7 @@ def main() -> None:
         with open(a.json) as f:
             old = json.load(f)
         run = {**old, **{k: run[k] for k in ("started",)}}
-        run["points"] = [x for x in run.get("points", []) if "warm" in x.get("check", {})]  # this format's only
+        run["points"] = [x for x in run.get("points", []) if "single" in x.get("check", {})]  # this format's only
     if a.memory:
         print("memory facts (--hidden 512 512, full batch):", flush=True)
         run["memory_512"] = memory_facts()
@@ -391,9 +403,9 @@ def main() -> None:
                 run["points"] = [x for x in run["points"] if x["name"] != pt["name"]] + [r]
                 ck = r["check"]
                 if "multiple" in r:
-                    w = ck["warm"]
+                    w, one = ck["warm"], ck["single"]
                     print(f"{pt['name']:12s} {pt['params']:>9,} params {pt['steps']:>6,} steps: manual "
-                          f"{r['train']['manual_s']:.2f} s torch {r['train']['torch_s']:.2f} s | check() warm "
+                          f"{one['manual_s']:.2f} s torch {one['torch_s']:.2f} s | check() warm "
                           f"{w['check_s']:.2f} s ({ {k: round(v, 2) for k, v in w['sections_s'].items()} }) first "
                           f"{ck['check_s']:.2f} s | peak {ck['peak_rss_mb']:.0f} MB | warm x{r['multiple']:.1f} "
                           f"cold x{r['multiple_cold']:.1f} CPU x{r['multiple_cpu']:.1f} "
