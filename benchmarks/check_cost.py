@@ -330,9 +330,10 @@ def figure(run: dict, path: str = FIGURE) -> None:
                  label="  of which trajectory, 4 runs (warm)")
         a.loglog(x, [r["check"]["single"]["manual_s"] for r in rows], "x-", label="one run: manual (warm)")
         a.loglog(x, [r["check"]["single"]["torch_s"] for r in rows], "+-", label="one run: torch (warm)")
-        for r in rows:
+        for i, r in enumerate(rows):
             a.annotate(f"{r['multiple']:.1f}x ({r['multiple_cold']:.1f}x)", (r[key], r["check"]["warm"]["check_s"]),
-                       textcoords="offset points", xytext=(4, 6), fontsize=9, fontweight="bold")
+                       textcoords="offset points", xytext=(-78 if i == len(rows) - 1 else 4, 8), fontsize=9,
+                       fontweight="bold")
         if col == 1 and extra:
             for r in extra:
                 a.loglog([r[key]], [r["check"]["warm"]["check_s"]], "D", color="C3",
@@ -340,11 +341,12 @@ def figure(run: dict, path: str = FIGURE) -> None:
                 a.loglog([r[key]], [r["slower_run_s"]], "d", color="C3",
                          alpha=0.5, label=f"slower single run, {r['steps']:,} steps")
                 a.annotate(f"{r['multiple']:.1f}x ({r['multiple_cold']:.1f}x)", (r[key], r["check"]["warm"]["check_s"]),
-                           textcoords="offset points", xytext=(-60, 6), fontsize=9, fontweight="bold", color="C3")
+                           textcoords="offset points", xytext=(-84, -4), fontsize=9, fontweight="bold", color="C3")
         a.set_xlabel(label)
         a.set_ylabel("wall time (s)")
         a.grid(True, which="both", alpha=0.3)
-        a.legend(fontsize=7)
+        a.margins(x=0.08, y=0.15)
+        a.legend(fontsize=7, loc="upper left")
         a.set_title("wall time (bold: warm check() / slower warm run; in brackets: first / first)", fontsize=9)
         b = ax[1][col]
         b.loglog(x, [r["check"]["peak_rss_mb"] for r in rows], "o-", label="check process peak RSS")
