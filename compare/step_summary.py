@@ -10,6 +10,8 @@ finds the first non-finite entry; the numbers are the same either way (tests/tes
 """
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from . import tolerances as tol
@@ -33,7 +35,7 @@ def tensor_scales(B: np.ndarray, offs: dict, starts: np.ndarray | None = None) -
 def _finite_scales(B, offs, top) -> dict:
     out = {}
     for k, m, (s, e, _) in zip(offs, top.tolist(), offs.values(), strict=True):
-        if not np.isfinite(m):   # a NaN or Inf in the tensor: the largest finite entry
+        if not math.isfinite(m):   # a NaN or Inf in the tensor: the largest finite entry
             b = B[s:e]
             m = float(np.max(np.abs(b[np.isfinite(b)]), initial=0.0))
         out[k] = m
@@ -89,18 +91,27 @@ class PairSummary:
         floor = max(self.floor_rel * max(scales.values(), default=0.0), self.abs_floor)
         for j, (k, (s, _, shape)) in enumerate(self.offs.items()):
             dm = top[j]
-            self.rel[k].append((0.0 if dm == 0 else dm / max(scales[k], floor)) if np.isfinite(dm) else np.inf)
+            self.rel[k].append((0.0 if dm == 0 else dm / max(scales[k], floor)) if math.isfinite(dm) else math.inf)
             if self.keep_worst:
                 i = at[j]
-                self.worst[k].append(([int(x) for x in np.unravel_index(i - s, shape)], float(A[i]), float(B[i]), dm))
-        if np.isfinite(loss_b):
-            self.loss_scale = max(self.loss_scale, abs(loss_b))
-        with np.errstate(invalid="ignore", over="ignore"):
-            r = 0.0 if loss_a == loss_b else abs(loss_a - loss_b) / self.loss_scale if self.loss_scale else np.inf
-        self.rel["loss"].append(float(r) if np.isfinite(r) else np.inf)
+                self.worst[k].append((_index(i - s, shape), float(A[i]), float(B[i]), dm))
+        la, lb = float(loss_a), float(loss_b)   # Python floats: inf - inf is nan, no warning
+        if math.isfinite(lb):
+            self.loss_scale = max(self.loss_scale, abs(lb))
+        r = 0.0 if la == lb else abs(la - lb) / self.loss_scale if self.loss_scale else math.inf
+        self.rel["loss"].append(r if math.isfinite(r) else math.inf)
 
     def arrays(self) -> dict:
         return {k: np.asarray(v, dtype=np.float64) for k, v in self.rel.items()}
+
+
+def _index(i: int, shape) -> list:
+    """np.unravel_index(i, shape) as a list of ints (the usual 1-D and 2-D shapes without NumPy's call)."""
+    if len(shape) == 1:
+        return [i]
+    if len(shape) == 2:
+        return list(divmod(i, shape[1]))
+    return [int(x) for x in np.unravel_index(i, shape)]
 
 
 def compare_step(vecs: dict, losses: dict, pairs: dict, partner: dict, offs: dict, starts: np.ndarray):
@@ -111,10 +122,10 @@ def compare_step(vecs: dict, losses: dict, pairs: dict, partner: dict, offs: dic
         return
     against = sorted({partner[k] for k in live})
     n, T = next(iter(vecs.values())).size, len(offs)
-    ends = np.append(starts[1:], n)
+    bounds = [(b, e) for b, e, _ in offs.values()]
     scale = {r: np.zeros(T) for r in against}
-    top = {k: np.zeros(T) for k in live}
-    at = {k: starts.copy() for k in live if pairs[k].keep_worst}
+    top = {k: np.zeros(T) for k in live if not pairs[k].keep_worst}
+    worst = {k: ([0.0] * T, [b for b, _ in bounds]) for k in live if pairs[k].keep_worst}  # max, flat index
     buf = np.empty(min(n, BLOCK))
     with np.errstate(invalid="ignore", over="ignore"):
         for s in range(0, n, BLOCK):
@@ -131,19 +142,21 @@ def compare_step(vecs: dict, losses: dict, pairs: dict, partner: dict, offs: dic
                 d = buf[:e - s]
                 np.subtract(vecs[k][s:e], vecs[partner[k]][s:e], out=d)
                 np.abs(d, out=d)
-                if k in at:
+                if k in worst:
+                    tops, at = worst[k]
                     for t in range(first, last):   # the first largest entry: a later block must beat it
-                        ls, le = max(starts[t], s) - s, min(ends[t], e) - s
+                        ls, le = max(bounds[t][0], s) - s, min(bounds[t][1], e) - s
                         i = int(np.argmax(d[ls:le]))   # the block's first NaN, if any
-                        v, cur = d[ls + i], top[k][t]
-                        if v > cur or v != v:   # a NaN: the pair takes the plain path below
-                            top[k][t], at[k][t] = v, s + ls + i
+                        v = float(d[ls + i])
+                        if v > tops[t] or v != v:   # a NaN: the pair takes the plain path below
+                            tops[t], at[t] = v, s + ls + i
                 else:
                     np.maximum(top[k][ids], np.maximum.reduceat(d, local), out=top[k][ids])
     scales = {r: _finite_scales(vecs[r], offs, scale[r]) for r in against}
     for k in live:
         b = partner[k]
-        if not np.isfinite(top[k]).all():
+        tops, at = worst[k] if k in worst else (top[k].tolist(), None)
+        if not all(map(math.isfinite, tops)):
             pairs[k].add(vecs[k], vecs[b], losses[k], losses[b], scales[b])
         else:
-            pairs[k].record(vecs[k], vecs[b], top[k].tolist(), at.get(k), scales[b], losses[k], losses[b])
+            pairs[k].record(vecs[k], vecs[b], tops, at, scales[b], losses[k], losses[b])

@@ -62,11 +62,20 @@ def test_the_worst_entry_is_the_first_of_equal_largest_ones_across_blocks(monkey
     offs, n = _offs()
     vecs = _vectors(n, np.random.default_rng(1))
     s = offs["W2"][0]
-    for i in (s + 3, s + 20, s + 200):  # three equal largest differences, in different blocks
+    for i in (s + 10, s + 20, s + 200):  # three equal largest differences, in different blocks
         vecs["candidate"][i] = vecs["reference"][i] + 5.0
     fused, _ = _both_ways(vecs, offs)
-    assert fused["candidate"].worst["W2"][-1][0] == list(np.unravel_index(3, SHAPES["W2"]))
+    assert fused["candidate"].worst["W2"][-1][0] == [1, 3]  # entry 10 of a (40, 7) tensor
     assert fused["candidate"].worst["W2"][-1][3] == pytest.approx(5.0)
+
+
+def test_the_loss_error_is_relative_to_the_largest_reference_loss_so_far():
+    offs, n = _offs()
+    v = _vectors(n, np.random.default_rng(5))
+    p = PairSummary(offs, "float64", worst=False)
+    for la, lb in ((2.0, 2.0), (1.05, 1.0), (np.inf, 1.0), (np.nan, 1.0), (1.0, np.nan), (1.0, np.inf), (1.5, 1.0)):
+        p.add(v["candidate"], v["reference"], la, lb)
+    assert p.rel["loss"] == [0.0, 0.0, pytest.approx(0.05 / 2.0), np.inf, np.inf, np.inf, np.inf, pytest.approx(0.25)]
 
 
 def test_a_pair_whose_run_has_not_handed_in_the_step_is_left_alone():
