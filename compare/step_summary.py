@@ -6,7 +6,7 @@ from that block everything every pair needs (the max |b| per tensor of each run 
 against, and each pair's max |a - b| per tensor): the block stays in cache while the pairs read it,
 instead of a dozen passes over vectors of millions of entries (docs/benchmarks.md).  A step with a
 NaN or Inf in some tensor takes the plain per-pair path (PairSummary.add) for that pair, which
-finds the first non-finite entry; the numbers are the same either way (tests/test_lockstep.py).
+finds the first non-finite entry; the numbers are the same either way (tests/test_step_summary.py).
 """
 from __future__ import annotations
 
@@ -121,7 +121,10 @@ def compare_step(vecs: dict, losses: dict, pairs: dict, partner: dict, offs: dic
     if not live:
         return
     against = sorted({partner[k] for k in live})
-    n, T = next(iter(vecs.values())).size, len(offs)
+    n, T = next(reversed(offs.values()))[1], len(offs)
+    wrong = {r: v.size for r, v in vecs.items() if v.size != n}
+    if wrong:
+        raise ValueError(f"weights of {wrong} entries where the network has {n}")
     bounds = [(b, e) for b, e, _ in offs.values()]
     scale = {r: np.zeros(T) for r in against}
     top = {k: np.zeros(T) for k in live if not pairs[k].keep_worst}

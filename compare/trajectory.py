@@ -66,6 +66,10 @@ def training_job(impl, role, lock, spec, weights, data, order, masks, hook, name
 
         def on_step(step, w, loss):
             if not losses:
+                for k in names:
+                    if np.shape(w[k]) != weights[k].shape:
+                        raise ValueError(f"the {role} ({impl.name}) handed on_step {k} of shape {np.shape(w[k])}; the "
+                                         f"network's {k} is {weights[k].shape} (see compare.protocol)")
                 slip.extend(f"the {role} ({impl.name}) handed on_step {k} as {np.asarray(w[k]).dtype} in a "
                             f"{spec.dtype} run" for k in names if np.asarray(w[k]).dtype != spec.np_dtype)
             losses.append(loss)

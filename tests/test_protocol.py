@@ -126,6 +126,39 @@ def test_a_comparison_that_fails_stops_every_run_instead_of_hanging():
     assert isinstance(out["e"], RuntimeError) and "the step-by-step comparison failed: TypeError" in str(out["e"])
 
 
+
+class HandsAShortTensor(ManualImplementation):
+    """A port whose on_step hands b2 one entry short, from step ``FROM`` on (its final weights are right)."""
+    FROM = 0
+
+    def train(self, spec, weights, data, order, masks, grad_hook, on_step):
+        def short(step, w, loss):
+            on_step(step, {**w, "b2": w["b2"][:-1]} if step >= self.FROM else w, loss)
+        return super().train(spec, weights, data, order, masks, grad_hook, short)
+
+
+@pytest.mark.parametrize("mode", ["sequential", "lockstep"])
+@pytest.mark.parametrize("role", ["candidate", "reference"])
+@pytest.mark.parametrize("start", [0, 1])
+def test_a_port_that_hands_on_step_a_tensor_of_the_wrong_size_is_stopped_with_its_name(monkeypatch, mode, role, start):
+    """Never an agreement over the entries that happen to line up: the first step's shapes are checked,
+    and every step's vector length."""
+    import compare.trajectory as T
+
+    real = T.trajectory
+    monkeypatch.setattr(T, "trajectory", lambda *a, **k: real(*a, **{**k, "mode": mode}))
+    monkeypatch.setattr("compare.harness.trajectory", T.trajectory)
+    port = type("Short", (HandsAShortTensor,), {"FROM": start})()
+    pair = (port, "torch") if role == "candidate" else ("torch", port)
+    with pytest.raises((ValueError, RuntimeError)) as e:
+        check(*pair, Spec(epochs=3))
+    message = str(e.value)
+    if start == 0:
+        assert f"the {role} (manual) handed on_step b2 of shape (2,); the network's b2 is (3,)" in message
+    else:
+        assert "the step-by-step comparison failed" in message and "entries where the network has" in message
+
+
 class Float64Always(ManualImplementation):
     """A port that computes in float64 whatever it is given (the JAX trap without x64 the other way round)."""
 

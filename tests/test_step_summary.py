@@ -85,3 +85,12 @@ def test_a_pair_whose_run_has_not_handed_in_the_step_is_left_alone():
     pairs = {k: PairSummary(offs, "float64", worst=(k == "candidate")) for k in PAIRED}
     compare_step(vecs, dict.fromkeys(vecs, 0.5), pairs, PAIRED, offs, segment_starts(offs))
     assert len(pairs["noise candidate"].rel["W1"]) == 1 and len(pairs["noise reference"].rel["W1"]) == 2
+
+
+def test_a_vector_of_another_length_than_the_network_is_refused():
+    offs, n = _offs()
+    vecs = _vectors(n, np.random.default_rng(6))
+    pairs = {k: PairSummary(offs, "float64", worst=(k == "candidate")) for k in PAIRED}
+    for bad in (np.r_[vecs["candidate"], 9.0], vecs["candidate"][:-1]):
+        with pytest.raises(ValueError, match=f"entries where the network has {n}"):
+            compare_step({**vecs, "candidate": bad}, dict.fromkeys(vecs, 0.5), pairs, PAIRED, offs, segment_starts(offs))
