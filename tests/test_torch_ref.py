@@ -94,7 +94,14 @@ def test_training_steps_with_the_gradients_the_hook_returns(in_place):
                     lr=0.1, batch_size=60, grad_hook=zero)
     assert all(np.array_equal(v, w[k]) for k, v in torch_ref.state_dict_to_shared(model).items())
 
-def test_torch_ref_never_imports_manual():
+
+def test_the_model_owns_contiguous_copies_of_any_layout():
+    w = {k: np.asfortranarray(v) for k, v in manual.init_weights([4, 5, 3], seed=2).items()}
+    model = torch_ref.from_shared(w)
+    assert all(p.is_contiguous() for p in model.parameters())
+    with torch.no_grad():
+        next(model.parameters()).add_(1.0)
+    assert np.array_equal(w["W1"], manual.init_weights([4, 5, 3], seed=2)["W1"])  # the caller's arrays untouched
     for path in (ROOT / "torch_ref").glob("*.py"):
         tree = ast.parse(path.read_text())
         names = [a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names]

@@ -85,7 +85,7 @@ def shared_to_state_dict(weights: Mapping[str, np.ndarray], model: MLP) -> dict[
                             f"{getattr(arr, 'dtype', type(arr).__name__)}")
         if tuple(arr.shape) != tuple(own[key].shape):
             raise ValueError(f"tensor {name} has shape {tuple(arr.shape)}; {key} expects {tuple(own[key].shape)}")
-        out[key] = torch.from_numpy(np.array(arr))
+        out[key] = torch.from_numpy(np.array(arr, order="C"))  # the parameter itself (assign=True): contiguous
     return out
 
 
