@@ -14,7 +14,6 @@ A section one side cannot run is "not available" (with the reason), never a fail
 from __future__ import annotations
 
 import platform
-from contextlib import contextmanager
 from dataclasses import asdict
 from typing import Callable
 
@@ -28,6 +27,7 @@ from .registry import attributed, load
 from .results import CheckResult, not_available, overall
 from .schedule import MaskSource
 from .spec import Spec
+from .threads import one_torch_thread
 from .trajectory import Trajectory, trajectory
 
 
@@ -99,31 +99,3 @@ def _check(cand, ref, spec, data, say, keep=None):
                           "divergence": traj.divergence, "envelope": traj.envelope, "allowance": traj.allowance,
                           "judged": traj.judged, **{f"noise_{r}": v for r, v in traj.noise_per_step.items()}})
     return res, traj
-
-
-@contextmanager
-def one_torch_thread():
-    """Data-set-sized tensors (iris to digits' 1433 x 64): extra threads only cost, and spin badly on a
-    busy machine.  One intra-op torch thread, applied only when torch is already imported (by an
-    implementation; compare itself never imports it), and one BLAS thread for NumPy when threadpoolctl
-    is installed (digits' 32 x 1433 x 64 product measured 100 ms with OpenBLAS's threads on two busy
-    cores, 0.3 ms with one)."""
-    import sys
-
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:
-        limits = None
-    else:
-        limits = threadpool_limits(1)
-    torch = sys.modules.get("torch")
-    threads = torch.get_num_threads() if torch is not None else None
-    if torch is not None:
-        torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        if torch is not None:
-            torch.set_num_threads(threads)
-        if limits is not None:
-            limits.restore_original_limits()

@@ -15,6 +15,8 @@ import threading
 
 import numpy as np
 
+from .threads import one_torch_thread
+
 DEPTH = 2  # how many steps a run may be ahead of the last compared step
 # The pairs a trajectory compares: each run -> the run it is measured against.
 PAIRED = {"candidate": "reference", "noise candidate": "candidate", "noise reference": "reference"}
@@ -181,7 +183,8 @@ def run_all(jobs: dict, stop=None) -> dict:
 
     def work(role, fn):
         try:
-            out[role] = fn()
+            with one_torch_thread():   # the main thread's settings do not reach this one (threads.py)
+                out[role] = fn()
         except BaseException as e:  # noqa: BLE001  (handed back to the caller, who decides)
             out[role] = e
 

@@ -152,6 +152,7 @@ MODE_CASES = {
     "momentum tanh mini-batches": dict(optimizer="momentum", activation="tanh", batch_size=10, epochs=20),
     "edge of stability (inconclusive)": dict(lr=0.5, epochs=300),
     "the candidate without noise runs": dict(optimizer="nesterov", batch_size=30, epochs=20, candidate=NoNoise),
+    "wide enough for torch's kernels to go parallel": dict(hidden=(312, 312), batch_size=32, epochs=2),
 }
 
 
