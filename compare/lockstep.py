@@ -165,9 +165,13 @@ class Sequential:
         return common_zeros(got) if got else own()
 
     def run(self, jobs: dict) -> dict:
-        """Each job in ORDER, in this thread; role -> result, or the exception it raised."""
+        """Each job in ORDER, in this thread; role -> result, or the exception it raised.  After a failed
+        comparison the rest are not run (as Lockstep stops every run)."""
         out = {}
         for role in (r for r in self.ORDER if r in jobs):
+            if self.error is not None:
+                out[role] = RuntimeError("not run: the step-by-step comparison had failed")
+                continue
             try:
                 out[role] = jobs[role]()
             except Exception as e:  # noqa: BLE001  (handed back to the caller, who decides)

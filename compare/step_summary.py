@@ -124,7 +124,8 @@ def compare_step(vecs: dict, losses: dict, pairs: dict, partner: dict, offs: dic
     n, T = next(reversed(offs.values()))[1], len(offs)
     wrong = {r: v.size for r, v in vecs.items() if v.size != n}
     if wrong:
-        raise ValueError(f"weights of {wrong} entries where the network has {n}")
+        raise ValueError("; ".join(f"the {r}'s weights have {size} entries" for r, size in wrong.items())
+                         + f" where the network has {n}")
     bounds = [(b, e) for b, e, _ in offs.values()]
     scale = {r: np.zeros(T) for r in against}
     top = {k: np.zeros(T) for k in live if not pairs[k].keep_worst}
