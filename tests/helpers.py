@@ -127,3 +127,14 @@ def assert_agree(what=("forward", "gradients", "trajectory"), data=None, candida
     for sec in sections:
         assert sec.agree, describe(sec)
     return traj
+
+
+def zeroing_hook(in_place: bool):
+    """A grad hook that zeroes every gradient: in place (handing the same arrays back), or as new arrays."""
+    def zero(step, g):
+        if in_place:
+            for v in g.values():
+                v[...] = 0
+            return g
+        return {k: np.zeros_like(v) for k, v in g.items()}
+    return zero

@@ -15,6 +15,7 @@ from compare.data import iris_split
 from compare.harness import data_for
 from compare.schedule import epoch_orders
 from compare.weights import initial_weights
+from helpers import zeroing_hook
 from manual import weights as mw
 from manual.activations import hidden_activation
 from manual.adapter import ManualImplementation
@@ -79,14 +80,7 @@ def test_the_trainer_steps_with_the_gradients_the_hook_returns(in_place):
     w = manual.init_weights([4, 5, 3], seed=1)
     net = manual.MLP.from_weights(w)
 
-    def zero(s, g):
-        if in_place:
-            for v in g.values():
-                v[...] = 0
-            return g
-        return {k: np.zeros_like(v) for k, v in g.items()}
-
-    manual.train(net, d.X_train, d.y_train, epochs=2, lr=0.1, batch_size=60, grad_hook=zero)
+    manual.train(net, d.X_train, d.y_train, epochs=2, lr=0.1, batch_size=60, grad_hook=zeroing_hook(in_place))
     assert all(np.array_equal(v, w[k]) for k, v in net.weights().items())
 
 # ---- messages and names -----------------------------------------------------------------------

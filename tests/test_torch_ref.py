@@ -11,7 +11,7 @@ import torch
 import manual
 import torch_ref
 from compare import tolerances as tol
-from helpers import ACTIVATIONS, PAIRS
+from helpers import ACTIVATIONS, PAIRS, zeroing_hook
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 
@@ -83,15 +83,8 @@ def test_training_steps_with_the_gradients_the_hook_returns(in_place):
     w = manual.init_weights([4, 5, 3], seed=1)
     model = torch_ref.from_shared(w)
 
-    def zero(step, g):
-        if in_place:
-            for v in g.values():
-                v[...] = 0
-            return g
-        return {k: np.zeros_like(v) for k, v in g.items()}
-
     torch_ref.train(model, torch.from_numpy(s.X_train), torch.from_numpy(s.y_train), loss="cross_entropy", epochs=2,
-                    lr=0.1, batch_size=60, grad_hook=zero)
+                    lr=0.1, batch_size=60, grad_hook=zeroing_hook(in_place))
     assert all(np.array_equal(v, w[k]) for k, v in torch_ref.state_dict_to_shared(model).items())
 
 
