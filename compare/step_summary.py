@@ -24,11 +24,17 @@ def segment_starts(offs: dict) -> np.ndarray:
     return np.array([s for s, _, _ in offs.values()], dtype=np.intp)
 
 
+def _abs_max(x: np.ndarray, at: np.ndarray) -> np.ndarray:
+    """max |x| of each segment of ``x`` starting at ``at`` (two reading passes, no temporary |x|; a NaN
+    propagates)."""
+    return np.maximum(np.maximum.reduceat(x, at), -np.minimum.reduceat(x, at))
+
+
 def tensor_scales(B: np.ndarray, offs: dict, starts: np.ndarray | None = None) -> dict:
     """name -> max |b| over the finite entries of that tensor of the flat vector ``B``."""
     starts = segment_starts(offs) if starts is None else starts
     with np.errstate(invalid="ignore"):
-        top = np.maximum(np.maximum.reduceat(B, starts), -np.minimum.reduceat(B, starts))
+        top = _abs_max(B, starts)
     return _finite_scales(B, offs, top)
 
 
@@ -139,9 +145,7 @@ def compare_step(vecs: dict, losses: dict, pairs: dict, partner: dict, offs: dic
             ids = slice(first, last)
             local = np.maximum(starts[ids], s) - s
             for r in against:
-                x = vecs[r][s:e]
-                m = np.maximum(np.maximum.reduceat(x, local), -np.minimum.reduceat(x, local))
-                np.maximum(scale[r][ids], m, out=scale[r][ids])
+                np.maximum(scale[r][ids], _abs_max(vecs[r][s:e], local), out=scale[r][ids])
             for k in live:
                 d = buf[:e - s]
                 np.subtract(vecs[k][s:e], vecs[partner[k]][s:e], out=d)
